@@ -1,0 +1,154 @@
+"""EFDN: Edge-enhanced Feature Distillation Network (Yan Wang, CVPRW 2022 / NTIRE 2022 ESR), deploy form.
+
+Written from the official code (icandle/EFDN, models/EFDN_deploy.py). The training form replaces the 3x3
+convolutions inside each EFDB (official ``conv2.rep_conv`` / ``conv3.rep_conv``) by re-parameterizable EDBB
+blocks; pass a factory as ``conv3x3`` for that. Once such a block is folded into a plain ``nn.Conv2d`` sitting
+in the same attribute, the state dict is that of the deploy form.
+
+Input/output: RGB in [0, 1]. The official forward ends with ``out.clamp(0, 1)``; this module does NOT clamp
+(training needs the gradient everywhere; evaluation clamps when it quantises to uint8, which gives the same
+numbers). Inputs must be at least 15x15 pixels (the ESA block's stride-2 conv + 7x7 max-pool).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from sr_lightning.archs.esa import ESA
+
+Conv3x3Factory = Callable[[int, int], nn.Module]
+
+
+def plain_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
+    """Default ``conv3x3`` factory: the deploy-form 3x3 convolution (stride 1, zero padding 1, bias)."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+class EFDB(nn.Module):
+    """Edge-enhanced feature distillation block (official ``Cell``).
+
+    conv1 (1x1) -> conv2 (3x3) -> conv3 (3x3), each followed by a per-channel PReLU; the block input and the
+    three intermediate features are each distilled by a 1x1 conv to C/2 channels, concatenated, fused by a
+    1x1 conv back to C, passed through ESA, and added to the block input.
+    """
+
+    def __init__(
+        self, channels: int = 48, esa_channels: int = 12, conv3x3: Conv3x3Factory | None = None
+    ) -> None:
+        super().__init__()
+        make3x3 = conv3x3 or plain_conv3x3
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+        self.act1 = nn.PReLU(channels)
+        self.conv2 = make3x3(channels, channels)  # EDBB in the training form
+        self.act2 = nn.PReLU(channels)
+        self.conv3 = make3x3(channels, channels)  # EDBB in the training form
+        self.act3 = nn.PReLU(channels)
+        self.distill = nn.ModuleList(nn.Conv2d(channels, channels // 2, 1) for _ in range(4))
+        self.fuse = nn.Conv2d(4 * (channels // 2), channels, 1)
+        self.esa = ESA(channels, esa_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f1 = self.act1(self.conv1(x))
+        f2 = self.act2(self.conv2(f1))
+        f3 = self.act3(self.conv3(f2))
+        distilled = [d(f) for d, f in zip(self.distill, (x, f1, f2, f3))]
+        return self.esa(self.fuse(torch.cat(distilled, dim=1))) + x
+
+
+class EFDN(nn.Module):
+    """EFDN with the official hyper-parameters as defaults (x4: 276,192 parameters).
+
+    Keys: ``head``, ``blocks.{i}.{conv1,act1,conv2,act2,conv3,act3,distill.{0-3},fuse,esa.*}``,
+    ``fuse.{j}``, ``tail``. :meth:`convert_official` maps the official deploy keys onto these.
+    """
+
+    def __init__(
+        self,
+        scale: int = 4,
+        in_channels: int = 3,
+        out_channels: int = 3,
+        channels: int = 48,
+        num_blocks: int = 4,
+        esa_channels: int = 12,
+        conv3x3: Conv3x3Factory | None = None,
+    ) -> None:
+        super().__init__()
+        if num_blocks < 3:
+            raise ValueError(f"EFDN needs num_blocks >= 3 for its block-fusion topology, got {num_blocks}")
+        self.scale = scale
+        self.head = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.blocks = nn.ModuleList(EFDB(channels, esa_channels, conv3x3) for _ in range(num_blocks))
+        # num_blocks - 2 fusions feeding blocks 3..N, plus the final one.
+        self.fuse = nn.ModuleList(nn.Conv2d(2 * channels, channels, 1) for _ in range(num_blocks - 1))
+        self.tail = nn.Conv2d(channels, out_channels * scale**2, 3, padding=1)
+        self.upsample = nn.PixelShuffle(scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # NAS-searched block connections (paper eq. 6; official ``local_fuse`` wiring, 4 blocks):
+        #   B1 = EFDB1(F0), B2 = EFDB2(B1), B3 = EFDB3(H1[B1, B2]), B4 = EFDB4(H2[B2, B3]),
+        #   F  = H3[B2, B4] + F0,   with H_j a 1x1 conv on the channel concatenation [., .].
+        # This is the official forward, which produced the released weights (it reproduces the reference
+        # Set5/Set14 PSNR exactly). Note the output fusion pairs B2, not B3, with B4. For num_blocks != 4 the
+        # pattern is extended (our choice): block k >= 3 gets H[B_{k-2}, B_{k-1}], the output H[B2, B_N].
+        shallow = self.head(x)
+        outs: list[torch.Tensor] = []
+        feat = shallow
+        for k, block in enumerate(self.blocks):
+            if k >= 2:
+                feat = self.fuse[k - 2](torch.cat([outs[k - 2], outs[k - 1]], dim=1))
+            outs.append(block(feat))
+            feat = outs[-1]
+        body = self.fuse[-1](torch.cat([outs[1], outs[-1]], dim=1)) + shallow
+        # The official forward clamps to [0, 1] here; intentionally left out (see the module docstring).
+        return self.upsample(self.tail(body))
+
+    # (official key pattern, our key template); the official training form (unfolded EDBB) is not accepted.
+    _OFFICIAL_KEYS: tuple[tuple[str, str], ...] = (
+        (r"head\.(weight|bias)", r"head.\1"),
+        (r"cells\.(\d+)\.conv1\.conv1x1\.(weight|bias)", r"blocks.\1.conv1.\2"),
+        (r"cells\.(\d+)\.conv([123])\.act\.weight", r"blocks.\1.act\2.weight"),
+        (r"cells\.(\d+)\.conv([23])\.rep_conv\.(weight|bias)", r"blocks.\1.conv\2.\3"),
+        (r"cells\.(\d+)\.branch\.([0-3])\.(weight|bias)", r"blocks.\1.distill.\2.\3"),
+        (r"cells\.(\d+)\.fuse\.(weight|bias)", r"blocks.\1.fuse.\2"),
+        (r"cells\.(\d+)\.att\.conv1\.(weight|bias)", r"blocks.\1.esa.reduce.\2"),
+        (r"cells\.(\d+)\.att\.conv_f\.(weight|bias)", r"blocks.\1.esa.skip.\2"),
+        (r"cells\.(\d+)\.att\.conv2\.(weight|bias)", r"blocks.\1.esa.down.\2"),
+        (r"cells\.(\d+)\.att\.conv_max\.(weight|bias)", r"blocks.\1.esa.mid1.\2"),
+        (r"cells\.(\d+)\.att\.conv3\.(weight|bias)", r"blocks.\1.esa.mid2.\2"),
+        (r"cells\.(\d+)\.att\.conv3_\.(weight|bias)", r"blocks.\1.esa.mid3.\2"),
+        (r"cells\.(\d+)\.att\.conv4\.(weight|bias)", r"blocks.\1.esa.expand.\2"),
+        (r"local_fuse\.(\d+)\.(weight|bias)", r"fuse.\1.\2"),
+        (r"tail\.0\.(weight|bias)", r"tail.\1"),
+    )
+
+    @staticmethod
+    def convert_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Map an official EFDN deploy state dict (icandle/EFDN ``EFDN_deploy``, 142 keys) to our keys.
+
+        Wrappers ("module.", "params", ...) must already be stripped. Raises ``ValueError`` on any key that is
+        not part of the official deploy layout (e.g. an unfolded training-form EDBB checkpoint).
+        """
+        patterns = [(re.compile(p), t) for p, t in EFDN._OFFICIAL_KEYS]
+        converted: dict[str, torch.Tensor] = {}
+        unknown: list[str] = []
+        for key, value in state_dict.items():
+            for pattern, template in patterns:
+                if pattern.fullmatch(key):
+                    converted[pattern.sub(template, key)] = value
+                    break
+            else:
+                unknown.append(key)
+        if unknown:
+            hint = ""
+            if any(re.search(r"\.(conv1x1_sb[xy]|conv1x1_lpl|conv1x1_3x3)\.", k) for k in unknown):
+                hint = " (looks like a training-form EDBB checkpoint: fold it to the deploy form first)"
+            raise ValueError(
+                f"not an official EFDN deploy state dict{hint}: {len(unknown)} unexpected key(s), "
+                f"e.g. {unknown[:5]}; expected keys like 'head.weight', 'cells.0.conv2.rep_conv.weight', "
+                "'local_fuse.0.weight', 'tail.0.weight'"
+            )
+        return converted

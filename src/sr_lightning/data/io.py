@@ -1,0 +1,100 @@
+"""Image file I/O and numpy <-> tensor conversion.
+
+Files are read into uint8 HxWx3 RGB numpy arrays; inside the package images are float32 CHW tensors in [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["load_image", "save_image", "to_tensor", "to_uint8"]
+
+# PIL modes holding 16-bit samples (PNG 16-bit gray opens as I;16, some Pillow versions give I).
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _sixteen_to_uint8(im: Image.Image, path: Path) -> np.ndarray:
+    arr = np.asarray(im).astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() > 65535):
+        raise ValueError(f"{path}: mode {im.mode} has values outside 0..65535, cannot read it as 16-bit")
+    # 65535 -> 255: round(v / 257); 257 is odd so v / 257 never ends in exactly .5.
+    return np.rint(arr / 257.0).astype(np.uint8)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Load an image file as a uint8 HxWx3 RGB array (first frame of multi-frame files).
+
+    - grayscale (L, 1-bit "1") is replicated to 3 identical channels (1-bit: 0 / 255);
+    - 16-bit grayscale (I;16, I;16B, I;16L, I) is converted to 8 bit as ``round(v / 257)`` and replicated;
+    - palette (P, PA) is expanded to RGB;
+    - alpha (RGBA, LA, PA) is dropped, NOT composited over a background;
+    - other modes PIL can convert (CMYK, YCbCr, ...) go through ``PIL.Image.convert("RGB")``.
+    EXIF orientation is ignored. Float images (mode F) and modes PIL cannot convert raise ``ValueError``
+    naming the file and mode; a missing file raises ``FileNotFoundError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image file not found: {path}")
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode in _SIXTEEN_BIT_MODES:
+            gray = _sixteen_to_uint8(im, path)
+        elif mode in ("L", "1", "LA"):
+            gray = np.asarray(im.convert("L"), dtype=np.uint8)
+        elif mode == "F":
+            raise ValueError(f"{path}: float image (mode F) has no defined 8-bit range, not supported")
+        else:
+            try:
+                rgb = im.convert("RGB")
+            except (ValueError, OSError) as err:
+                raise ValueError(f"{path}: cannot convert image mode {mode!r} to RGB ({err})") from err
+            return np.array(rgb, dtype=np.uint8)
+    return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 HxWx3 (or HxW / HxWxC) array -> float32 CxHxW tensor in [0, 1]."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"to_tensor expects a uint8 array, got {img.dtype}")
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.ndim != 3:
+        raise ValueError(f"to_tensor expects HxWxC, got shape {img.shape}")
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """float CxHxW tensor in [0, 1] -> uint8 HxWxC array: clamp to [0, 1], scale by 255, round half up."""
+    if img.dim() != 3:
+        raise ValueError(f"to_uint8 expects CxHxW, got shape {tuple(img.shape)}")
+    x = img.detach().to(device="cpu", dtype=torch.float32).clamp(0.0, 1.0)
+    x = torch.floor(x * 255.0 + 0.5).to(torch.uint8)
+    return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+
+
+def save_image(path: str | Path, img: np.ndarray | torch.Tensor) -> None:
+    """Save a uint8 HxWx3 array (or HxW gray), or a float 3xHxW tensor in [0, 1] (clamped and rounded).
+
+    The format follows the file extension (use .png for lossless output); parent folders are created.
+    """
+    path = Path(path)
+    if isinstance(img, torch.Tensor):
+        if img.dtype == torch.uint8:
+            arr = np.ascontiguousarray(img.detach().cpu().permute(1, 2, 0).numpy())
+        else:
+            arr = to_uint8(img)
+    else:
+        arr = np.asarray(img)
+        if arr.dtype != np.uint8:
+            raise TypeError(f"save_image expects a uint8 array, got {arr.dtype}")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise ValueError(f"save_image expects HxWx3 / HxW (or a 3xHxW tensor), got shape {arr.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)

@@ -1,0 +1,135 @@
+"""Training wrapper: random aligned LR/HR patches + flips/rotations from any full-image SR dataset."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import torch
+from torch.utils.data import ConcatDataset, Dataset, Subset, get_worker_info
+
+from sr_lightning.data.datasets import uint8_to_tensor
+from sr_lightning.data.transforms import augment_pair, crop_position, random_crop_pair
+
+__all__ = ["TrainPatches", "flatten_dataset"]
+
+log = logging.getLogger(__name__)
+
+
+def flatten_dataset(dataset: Dataset) -> list[tuple[Dataset, int]]:
+    """(leaf dataset, index) for every item, looking through ``ConcatDataset`` and ``Subset``."""
+    if isinstance(dataset, ConcatDataset):
+        return [pair for ds in dataset.datasets for pair in flatten_dataset(ds)]
+    if isinstance(dataset, Subset):
+        inner = flatten_dataset(dataset.dataset)
+        return [inner[i] for i in dataset.indices]
+    return [(dataset, i) for i in range(len(dataset))]
+
+
+def _name(ds: Dataset, i: int) -> str:
+    items = getattr(ds, "items", None)
+    return items[i].name if items is not None else f"#{i}"
+
+
+class TrainPatches(Dataset):
+    """Random ``lr_patch_size`` LR patches with their aligned ``lr_patch_size * scale`` HR patches.
+
+    Each of the ``repeat * len(dataset)`` items picks image ``index % len(dataset)``, a uniformly random
+    aligned crop and (with ``augment``) a random flip/rotation (EDSR protocol). Datasets with a
+    ``load_pair`` method (all :class:`~sr_lightning.data.datasets.SRImageDataset`) are cropped on the uint8
+    arrays before conversion, so only the patch is converted to float.
+
+    Randomness comes from a private ``torch.Generator`` seeded with ``seed`` in the main process, or with the
+    DataLoader worker's seed (``base_seed + worker_id``, drawn from the loader's generator) in a worker, so a
+    run is reproducible given ``seed`` and the loader's generator and independent of other RNG consumers.
+
+    ``small_images``: what to do with images smaller than the patch: ``"error"`` (clear error listing them,
+    checked up front from the file headers) or ``"skip"`` (leave them out, with a warning).
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        lr_patch_size: int,
+        scale: int,
+        augment: bool = True,
+        repeat: int = 1,
+        seed: int = 0,
+        small_images: str = "error",
+    ) -> None:
+        if small_images not in ("error", "skip"):
+            raise ValueError(f"small_images must be 'error' or 'skip', got {small_images!r}")
+        if int(repeat) < 1 or int(lr_patch_size) < 1:
+            raise ValueError(f"repeat and lr_patch_size must be >= 1, got {repeat}, {lr_patch_size}")
+        self.dataset = dataset
+        self.lr_patch_size = int(lr_patch_size)
+        self.scale = int(scale)
+        self.augment = bool(augment)
+        self.repeat = int(repeat)
+        self.seed = int(seed)
+        self._index = self._check_sizes(flatten_dataset(dataset), small_images)
+        self._gen: torch.Generator | None = None
+        self._gen_key: tuple | None = None
+
+    def _check_sizes(self, index: list[tuple[Dataset, int]], policy: str) -> list[tuple[Dataset, int]]:
+        hr_patch = self.lr_patch_size * self.scale
+        keep, small = [], []
+        for ds, i in index:
+            if hasattr(ds, "hr_size"):
+                h, w = ds.hr_size(i)
+                if min(h, w) < hr_patch:
+                    small.append((ds, i, h, w))
+                    continue
+            keep.append((ds, i))
+        if small:
+            names = [f"{_name(ds, i)} ({h}x{w})" for ds, i, h, w in small[:5]]
+            msg = (
+                f"{len(small)} of {len(index)} training images are smaller than the HR patch "
+                f"{hr_patch}x{hr_patch} (lr_patch_size {self.lr_patch_size} x scale {self.scale}): "
+                f"{', '.join(names)}{', ...' if len(small) > 5 else ''}"
+            )
+            if policy == "error":
+                raise ValueError(msg + "; lower lr_patch_size or use small_images='skip'")
+            log.warning("%s; skipping them", msg)
+        if not keep:
+            raise ValueError(f"no training image is at least {hr_patch}x{hr_patch} pixels")
+        return keep
+
+    def __len__(self) -> int:
+        return self.repeat * len(self._index)
+
+    @property
+    def num_images(self) -> int:
+        return len(self._index)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_gen"], state["_gen_key"] = None, None
+        return state
+
+    def generator(self) -> torch.Generator:
+        """This process's generator (re-seeded when first used in a new worker/process)."""
+        info = get_worker_info()
+        key = (os.getpid(), None if info is None else (info.id, info.seed))
+        if self._gen is None or self._gen_key != key:
+            seed = self.seed if info is None else info.seed
+            self._gen = torch.Generator().manual_seed(seed % (2**63))
+            self._gen_key = key
+        return self._gen
+
+    def __getitem__(self, index: int) -> dict:
+        ds, i = self._index[index % len(self._index)]
+        g = self.generator()
+        p, s = self.lr_patch_size, self.scale
+        if hasattr(ds, "load_pair"):
+            lr, hr, name = ds.load_pair(i)
+            top, left = crop_position(lr.shape[:2], p, g)
+            lr_t = uint8_to_tensor(lr[top : top + p, left : left + p])
+            hr_t = uint8_to_tensor(hr[top * s : (top + p) * s, left * s : (left + p) * s])
+        else:
+            item = ds[i]
+            name = item.get("name", str(i))
+            lr_t, hr_t = random_crop_pair(item["lr"], item["hr"], p, s, g)
+        if self.augment:
+            lr_t, hr_t = augment_pair(lr_t, hr_t, generator=g)
+        return {"lr": lr_t, "hr": hr_t, "name": name}

@@ -1,0 +1,160 @@
+"""The generic LightningModule: wraps any Lightning-free SR network."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+
+from sr_lightning.inference.chop import forward_chop
+from sr_lightning.lightning.samples import log_samples
+from sr_lightning.metrics import PSNRY, SSIMY
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., Any]
+
+
+class SRModule(L.LightningModule):
+    """Train / validate / benchmark one SR network.
+
+    Args:
+        net: the network (a plain `nn.Module` mapping [0,1] LR to [0,1] SR).
+        loss: training criterion `loss(sr, hr)`; may be None for evaluation only.
+        optimizer, scheduler: partial constructors from the `stage` config (`_partial_: true`).
+        scheduler_interval: "step" or "epoch".
+        scale: upscaling factor (also the metrics' border shave).
+        chop: use the EDSR quadrant chop in the test loop (see `forward_chop`).
+        num_val_samples: validation images saved (and sent to image-capable loggers) at every validation.
+        bicubic_baseline: also score MATLAB-bicubic upscaling of the LR in the test loop.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        loss: nn.Module | None = None,
+        optimizer: OptimizerFactory | None = None,
+        scheduler: SchedulerFactory | None = None,
+        scheduler_interval: str = "step",
+        scale: int = 4,
+        chop: bool = False,
+        chop_shave: int = 10,
+        chop_min_size: int = 160_000,
+        num_val_samples: int = 2,
+        bicubic_baseline: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.scheduler_interval = scheduler_interval
+        self.scale = scale
+        self.chop = chop
+        self.chop_shave = chop_shave
+        self.chop_min_size = chop_min_size
+        self.num_val_samples = num_val_samples
+        self.bicubic_baseline = bicubic_baseline
+        self.val_psnr = PSNRY(shave=scale)
+        self.val_ssim = SSIMY(shave=scale)
+        self.test_metrics = nn.ModuleDict()
+        self.test_set_names: list[str] = []
+        #: filled by the test loop: {set name: {psnr, ssim, images, [bicubic_psnr, bicubic_ssim]}}
+        self.test_results: dict[str, dict[str, float]] = {}
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        return self.net(lr)
+
+    def super_resolve(self, lr: torch.Tensor, chop: bool | None = None) -> torch.Tensor:
+        """SR of an LR batch, whole image or chopped (no clamping: the metrics quantise)."""
+        if self.chop if chop is None else chop:
+            return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
+        return self.net(lr)
+
+    # -- training --------------------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.loss is None:
+            raise RuntimeError("SRModule has no loss: set `loss=...` in the config to train.")
+        sr = self.net(batch["lr"])
+        loss = self.loss(sr, batch["hr"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("SRModule has no optimizer: the `stage` config must define one to train.")
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params=params)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.scheduler_interval},
+        }
+
+    # -- validation ------------------------------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        sr = self.net(batch["lr"])
+        self.val_psnr.update(sr, batch["hr"])
+        self.val_ssim.update(sr, batch["hr"])
+        self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=1)
+        self.log("val/ssim", self.val_ssim, batch_size=1)
+        if batch_idx < self.num_val_samples and not self.trainer.sanity_checking:
+            log_samples(self, batch, sr, batch_idx)
+
+    # -- benchmark test loop ---------------------------------------------------------------------------------
+    def on_test_start(self) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        loaders = self.trainer.test_dataloaders
+        n = len(loaders) if isinstance(loaders, (list, tuple)) else 1
+        names = list(getattr(dm, "test_set_names", []) or [f"test{i}" for i in range(n)])
+        self.test_set_names = names
+        kinds = ["sr", "bicubic"] if self.bicubic_baseline else ["sr"]
+        self.test_metrics = nn.ModuleDict(
+            {
+                f"{i}_{kind}": nn.ModuleDict(
+                    {"psnr": PSNRY(shave=self.scale), "ssim": SSIMY(shave=self.scale)}
+                )
+                for i in range(len(names))
+                for kind in kinds
+            }
+        ).to(self.device)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
+        lr, hr = batch["lr"], batch["hr"]
+        outputs = {"sr": self.super_resolve(lr)}
+        if self.bicubic_baseline:
+            outputs["bicubic"] = bicubic_upscale(lr, self.scale)
+        for kind, out in outputs.items():
+            metrics = self.test_metrics[f"{dataloader_idx}_{kind}"]
+            metrics["psnr"].update(out, hr)
+            metrics["ssim"].update(out, hr)
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, dict[str, float]] = {}
+        for i, name in enumerate(self.test_set_names):
+            sr = self.test_metrics[f"{i}_sr"]
+            row = {
+                "psnr": float(sr["psnr"].compute()),
+                "ssim": float(sr["ssim"].compute()),
+                "images": int(sr["psnr"].count.item()),
+            }
+            if self.bicubic_baseline:
+                bic = self.test_metrics[f"{i}_bicubic"]
+                row["bicubic_psnr"] = float(bic["psnr"].compute())
+                row["bicubic_ssim"] = float(bic["ssim"].compute())
+            results[name] = row
+            self.log(f"test/{name}/psnr", row["psnr"], add_dataloader_idx=False)
+            self.log(f"test/{name}/ssim", row["ssim"], add_dataloader_idx=False)
+        self.test_results = results
+
+
+def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic upscaling of a [0,1] LR batch, on its uint8 values (the classic bicubic baseline)."""
+    from sr_lightning.data.imresize import imresize
+
+    lr8 = (lr.clamp(0, 1) * 255).round().to(torch.uint8)
+    return imresize(lr8, scale=scale).float() / 255

@@ -1,0 +1,62 @@
+"""`python -m sr_lightning.test`: evaluate weights on benchmark sets; prints a Y-PSNR/SSIM table.
+
+Examples:
+    python -m sr_lightning.test model=efdn scale=4 weights=../shared/weights/official/efdn_x4_official.pth
+    python -m sr_lightning.test weights=logs/train/runs/<run>/weights/model.pth test_sets=[Set5] chop=true
+Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to choose it).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.utils.instantiate import build
+from sr_lightning.utils.report import format_table, write_benchmark_json
+from sr_lightning.weights import count_parameters, load_weights
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, dict]:
+    """Load `cfg.weights` into the configured network and run the test loop; returns per-set results."""
+    if not cfg.get("weights"):
+        raise ValueError(
+            "`weights=<file>` is required: a Lightning checkpoint, a weights file or an official checkpoint"
+        )
+    datamodule, module, trainer = build(cfg)
+    kind = load_weights(module.net, cfg.weights)
+    log.info("loaded %s (%s)", cfg.weights, kind)
+    trainer.test(module, datamodule=datamodule)
+    results = module.test_results
+    for name, row in results.items():
+        row["lr_source"] = datamodule.lr_source(name)
+    model = type(module.net).__name__
+    print(format_table(results, cfg.scale, model))
+    path = write_benchmark_json(
+        Path(cfg.paths.output_dir) / "benchmark.json",
+        results,
+        model=model,
+        scale=int(cfg.scale),
+        weights=str(cfg.weights),
+        weights_kind=kind,
+        chop=bool(cfg.chop),
+        num_params=count_parameters(module.net),
+    )
+    log.info("wrote %s", path)
+    return results
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="test")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point."""
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

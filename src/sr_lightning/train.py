@@ -1,0 +1,80 @@
+"""`python -m sr_lightning.train`: fit a network, then run the benchmark test loop (`test=true`).
+
+Examples:
+    python -m sr_lightning.train                                   # EFDN x4 on the embedded sample photos
+    python -m sr_lightning.train model=efdn scale=3 trainer.max_steps=100
+    python -m sr_lightning.train data=shared_train scale=2 hardware=gpu
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.utils.instantiate import build, loggable_config
+from sr_lightning.utils.report import format_table, write_benchmark_json
+from sr_lightning.weights import count_parameters, load_weights, save_weights
+
+log = logging.getLogger(__name__)
+register_resolvers()
+
+
+def train(cfg: DictConfig) -> dict:
+    """Fit (and optionally test) from a composed config; returns the metrics dict."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule, module, trainer = build(cfg)
+    if cfg.get("weights"):
+        kind = load_weights(module.net, cfg.weights)
+        log.info("initial weights: %s (%s)", cfg.weights, kind)
+    n_params = count_parameters(module.net)
+    log.info("%s x%d: %d parameters", type(module.net).__name__, cfg.scale, n_params)
+    hparams = loggable_config(cfg)
+    hparams["num_params"] = n_params
+    for logger in trainer.loggers:
+        logger.log_hyperparams(hparams)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+    out_dir = Path(cfg.paths.output_dir)
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if cfg.get("test"):
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        results = module.test_results
+        for name, row in results.items():
+            row["lr_source"] = datamodule.lr_source(name)
+        table = format_table(results, cfg.scale, type(module.net).__name__)
+        print(table)
+        write_benchmark_json(
+            out_dir / "benchmark.json",
+            results,
+            model=type(module.net).__name__,
+            scale=cfg.scale,
+            weights=best or "final",
+            chop=bool(cfg.chop),
+            num_params=n_params,
+        )
+        metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
+    # A plain weights file of the tested (best) network, loadable with `weights=<file>`.
+    meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
+    save_weights(module.net, out_dir / "weights" / "model.pth", meta)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the validation PSNR for sweepers."""
+    log.info("output dir: %s", HydraConfig.get().runtime.output_dir)
+    metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric", "val/psnr"))
+
+
+if __name__ == "__main__":
+    main()

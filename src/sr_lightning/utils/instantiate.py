@@ -1,0 +1,31 @@
+"""Instantiation helpers (lightning-hydra-template habits): everything comes from `_target_` configs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
+    """Instantiate every `_target_` node of a dict-of-configs group (`callbacks`, `logger`); None -> []."""
+    if not cfg:
+        return []
+    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
+    """Datamodule, module and trainer of a composed train/test config."""
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    callbacks = instantiate_dict(cfg.get("callbacks"))
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, module, trainer
+
+
+def loggable_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a plain dict for `logger.log_hyperparams` (hydra runtime keys dropped)."""
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)  # type: ignore[return-value]

@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests needing ../shared use `shared` (or `require_shared(sub)`): they skip when the
+folder is absent, except under SR_REQUIRE_SHARED=1 (CI), where they fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sr_lightning.paths import shared_dir, shared_required
+
+
+def require_shared(sub: str = "") -> Path:
+    """Return ``shared_dir()/sub``; skip (or fail under SR_REQUIRE_SHARED=1) when it does not exist."""
+    path = shared_dir() / sub
+    if not path.exists():
+        msg = f"shared data not found: {path} (set SR_SHARED_DIR)"
+        if shared_required():
+            pytest.fail(msg + " and SR_REQUIRE_SHARED=1 forbids skipping")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    return require_shared()
+
+
+@pytest.fixture(scope="session")
+def benchmark_dir() -> Path:
+    return require_shared("data/benchmark")
+
+
+@pytest.fixture(scope="session")
+def official_weights_dir() -> Path:
+    return require_shared("weights/official")
+
+
+@pytest.fixture(scope="session")
+def train_dir() -> Path:
+    return require_shared("data/train")

@@ -1,0 +1,146 @@
+"""The real Hydra entry points, run as users type them (subprocesses), on real data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.slow
+
+# Reference numbers of the official code (../shared/weights/official/README.md).
+REFERENCE = {
+    ("efdn", 2): {"Set5": (37.9400, 0.9602), "Set14": (33.4361, 0.9165)},
+    ("efdn", 4): {"Set5": (32.0797, 0.8931), "Set14": (28.5870, 0.7809)},
+}
+
+
+def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, f"{module} {overrides} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_official_efdn_reproduces_reference(scale, official_weights_dir, benchmark_dir, tmp_path):
+    weights = official_weights_dir / f"efdn_x{scale}_official.pth"
+    proc = run(
+        "sr_lightning.test",
+        "model=efdn",
+        f"scale={scale}",
+        f"weights={weights}",
+        "test_sets=[Set5,Set14]",
+        f"paths.benchmark_dir={benchmark_dir}",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["num_params"] == {2: 260_604, 4: 276_192}[scale]
+    for name, (psnr, ssim) in REFERENCE[("efdn", scale)].items():
+        row = report["sets"][name]
+        assert row["lr_source"] == "official"
+        assert row["images"] == {"Set5": 5, "Set14": 14}[name]
+        assert abs(row["psnr"] - psnr) < 0.01, (name, row)
+        assert abs(row["ssim"] - ssim) < 5e-4, (name, row)
+        assert row["psnr"] > row["bicubic_psnr"] + 2.0
+        assert f"| {name} | x{scale} |" in proc.stdout  # the printed table
+
+
+def test_train_then_test_through_entry_points(benchmark_dir, tmp_path):
+    run_dir = tmp_path / "train"
+    run(
+        "sr_lightning.train",
+        "model=efdn",
+        "scale=2",
+        "trainer.max_steps=6",
+        "trainer.log_every_n_steps=1",
+        "stage.val_every_n_steps=3",
+        "stage.batch_size=2",
+        "stage.lr_patch_size=24",
+        "data.num_workers=0",
+        "test_sets=[Set5]",
+        f"paths.benchmark_dir={benchmark_dir}",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    report = json.loads((run_dir / "benchmark.json").read_text())
+    assert set(report["sets"]) == {"sample", "Set5"} and report["scale"] == 2
+    assert report["sets"]["Set5"]["images"] == 5
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)
+    metrics = (run_dir / "csv").rglob("metrics.csv")
+    header = next(metrics).read_text().splitlines()[0]
+    assert "train/loss" in header and "val/psnr" in header
+    assert list((run_dir / "samples").glob("*.png")), "validation samples were not saved"
+
+    # The exported weights file and the Lightning checkpoint both load in the test entry point.
+    best = next(p for p in (run_dir / "checkpoints").iterdir() if p.name.startswith("best-"))
+    for weights in (run_dir / "weights" / "model.pth", best):
+        out = tmp_path / f"test_{weights.stem}"
+        run(
+            "sr_lightning.test",
+            "model=efdn",
+            "scale=2",
+            f"weights={weights}",
+            "test_sets=[Set5]",
+            f"paths.benchmark_dir={benchmark_dir}",
+            f"hydra.run.dir={out}",
+            cwd=tmp_path,
+        )
+        row = json.loads((out / "benchmark.json").read_text())["sets"]["Set5"]
+        assert row["psnr"] == pytest.approx(report["sets"]["Set5"]["psnr"], abs=1e-6)
+
+
+def test_wrong_scale_weights_fail_clearly(official_weights_dir, tmp_path):
+    env = {**os.environ}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sr_lightning.test",
+            "model=efdn",
+            "scale=3",
+            f"weights={official_weights_dir / 'efdn_x4_official.pth'}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "does not fit EFDN" in proc.stderr
+
+
+def test_wandb_offline_logger(tmp_path):
+    run_dir = tmp_path / "run"
+    run(
+        "sr_lightning.train",
+        "logger=wandb",
+        "logger.wandb.offline=true",
+        "trainer.max_steps=2",
+        "stage.val_every_n_steps=2",
+        "stage.batch_size=2",
+        "stage.lr_patch_size=16",
+        "data.num_workers=0",
+        "test=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb")), "no offline W&B run was written"
+    assert torch.load(run_dir / "weights" / "model.pth", weights_only=True)["format"] == "sr_lightning"

@@ -1,0 +1,188 @@
+"""MATLAB-bicubic imresize: bit-exact vs the official Set5/Set14 LR files; shape, batch and layout rules."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sr_lightning.data.imresize import imresize, imresize_np, modcrop
+
+SCALES = (2, 3, 4)
+
+
+def _pairs(benchmark_dir: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    """(name, scale, HR array, LR array) for Set5+Set14, each file read in its own PIL mode."""
+    out = []
+    for set_name in ("Set5", "Set14"):
+        for hr_path in sorted((benchmark_dir / set_name / "HR").glob("*.png")):
+            hr_img = Image.open(hr_path)
+            hr = np.array(hr_img)
+            for s in SCALES:
+                lr_img = Image.open(
+                    benchmark_dir / set_name / "LR_bicubic" / f"X{s}" / f"{hr_path.stem}x{s}.png"
+                )
+                assert lr_img.mode == hr_img.mode, (hr_path, hr_img.mode, lr_img.mode)
+                out.append((f"{set_name}/{hr_path.stem}", s, hr, np.array(lr_img)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def pairs(benchmark_dir: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
+    p = _pairs(benchmark_dir)
+    assert len(p) == 19 * len(SCALES)
+    return p
+
+
+@pytest.mark.shared
+def test_matches_official_lr_bit_exact(pairs) -> None:
+    total = same = 0
+    bad = []
+    for name, s, hr, lr in pairs:
+        out = imresize_np(modcrop(hr, s), 1 / s)
+        assert out.shape == lr.shape and out.dtype == np.uint8, (name, s, out.shape, lr.shape)
+        eq = int((out == lr).sum())
+        total += lr.size
+        same += eq
+        if eq != lr.size:
+            bad.append((name, s, lr.size - eq))
+    rate = same / total
+    print(f"imresize vs official LR: {same}/{total} values equal ({100 * rate:.4f}%)")
+    assert not bad, f"mismatching images: {bad}"
+    assert rate == 1.0
+
+
+@pytest.mark.shared
+def test_bridge_is_gray_and_exact(pairs) -> None:
+    name, s, hr, lr = next(p for p in pairs if p[0] == "Set14/bridge" and p[1] == 3)
+    assert hr.ndim == 2 and lr.ndim == 2
+    out = imresize(torch.from_numpy(modcrop(hr, s)), scale=1 / s)
+    assert torch.equal(out, torch.from_numpy(lr))
+
+
+@pytest.mark.shared
+def test_symmetric_padding_does_not_match_official(pairs) -> None:
+    # The official LR files use edge replication; MATLAB's mirrored padding differs at the borders only.
+    name, s, hr, lr = next(p for p in pairs if p[0] == "Set5/baby" and p[1] == 4)
+    chw = torch.from_numpy(modcrop(hr, s)).permute(2, 0, 1)
+    sym = imresize(chw, scale=1 / s, padding="symmetric").permute(1, 2, 0).numpy()
+    diff = (sym != lr).any(axis=2)
+    assert diff.any()
+    assert not diff[2:-2, 2:-2].any()
+
+
+def _rand_u8(*shape: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+
+
+def test_float_path_agrees_with_uint8_within_rounding() -> None:
+    x = _rand_u8(3, 61, 47)
+    for s in SCALES:
+        u8 = imresize(x, scale=1 / s).double()
+        f64 = imresize(x.double(), scale=1 / s)
+        f32 = imresize(x.float() / 255, scale=1 / s).double() * 255
+        assert f64.dtype == torch.float64
+        # uint8 rounds after each pass: at most ~0.5 * sum|w| + 0.5 < 1.5 apart from the unrounded result.
+        assert (f64.clamp(0, 255) - u8).abs().max() < 1.5
+        assert (f64 - f32).abs().max() < 1e-3
+        # and most values agree after a single final rounding
+        assert (torch.floor(f64 + 0.5).clamp(0, 255) == u8).float().mean() > 0.5
+
+
+@pytest.mark.parametrize(
+    ("hw", "scale", "expected"),
+    [((7, 10), 1 / 3, (3, 4)), ((5, 5), 0.5, (3, 3)), ((249, 360), 1 / 3, (83, 120)), ((9, 4), 2, (18, 8))],
+)
+def test_output_size_is_ceil(hw, scale, expected) -> None:
+    out = imresize(torch.rand(2, *hw), scale=scale)
+    assert tuple(out.shape) == (2, *expected)
+    assert expected == (math.ceil(hw[0] * scale), math.ceil(hw[1] * scale))
+
+
+def test_out_size_argument() -> None:
+    x = torch.rand(3, 20, 30, dtype=torch.float64)
+    assert imresize(x, out_size=(7, 45)).shape == (3, 7, 45)
+    # same size as a scale gives the same result
+    assert torch.equal(imresize(x, out_size=(10, 15)), imresize(x, scale=0.5))
+    with pytest.raises(ValueError):
+        imresize(x, scale=0.5, out_size=(10, 15))
+    with pytest.raises(ValueError):
+        imresize(x)
+    with pytest.raises(TypeError):
+        imresize(x.long(), scale=0.5)
+
+
+@pytest.mark.parametrize("s", SCALES)
+def test_upscale_shapes_constant_and_no_antialias_effect(s) -> None:
+    x = torch.rand(3, 13, 9)
+    up = imresize(x, scale=s)
+    assert up.shape == (3, 13 * s, 9 * s) and torch.isfinite(up).all()
+    assert torch.equal(up, imresize(x, scale=s, antialias=False))
+    const = torch.full((3, 13, 9), 77, dtype=torch.uint8)
+    assert torch.equal(imresize(const, scale=s), torch.full((3, 13 * s, 9 * s), 77, dtype=torch.uint8))
+    constf = torch.full((1, 13, 9), 0.3, dtype=torch.float64)
+    assert torch.allclose(imresize(constf, scale=s), torch.full((1, 13 * s, 9 * s), 0.3, dtype=torch.float64))
+
+
+def test_linear_ramp_reproduced_inside() -> None:
+    # The Keys cubic reproduces linear functions: away from the borders, samples land on the ramp at
+    # MATLAB's input coordinate u = x / s + 0.5 (1 - 1 / s) (1-based), both up and (antialiased) down.
+    n = 48
+    ramp = torch.arange(1, n + 1, dtype=torch.float64).repeat(4, 1)  # value == 1-based column index
+    for s in (2.0, 0.5, 1 / 3):
+        out = imresize(ramp, out_size=(4, math.ceil(n * s)), antialias=True)[0]
+        x = torch.arange(1, out.numel() + 1, dtype=torch.float64)
+        u = x / s + 0.5 * (1 - 1 / s)
+        margin = int(2 / min(s, 1)) + 2
+        inside = (u > margin) & (u < n + 1 - margin)
+        assert inside.sum() > 5
+        assert torch.allclose(out[inside], u[inside], atol=1e-9)
+
+
+def test_batched_equals_per_image() -> None:
+    batch = _rand_u8(4, 3, 33, 27, seed=1)
+    for s in (1 / 2, 1 / 3, 2.0):
+        out = imresize(batch, scale=s)
+        per = torch.stack([imresize(b, scale=s) for b in batch])
+        assert torch.equal(out, per)
+        fb = batch.float() / 255
+        assert torch.allclose(
+            imresize(fb, scale=s), torch.stack([imresize(b, scale=s) for b in fb]), atol=1e-6
+        )
+    # a bare (H, W) tensor works too
+    assert torch.equal(imresize(batch[0, 0], scale=0.5), imresize(batch[0, :1], scale=0.5)[0])
+
+
+def test_non_contiguous_inputs() -> None:
+    hwc = _rand_u8(40, 36, 3, seed=2)
+    chw = hwc.permute(2, 0, 1)  # channels-last view
+    assert not chw.is_contiguous()
+    assert torch.equal(imresize(chw, scale=0.25), imresize(chw.contiguous(), scale=0.25))
+    strided = _rand_u8(3, 80, 72, seed=3)[:, ::2, ::2]
+    assert torch.equal(imresize(strided, scale=1 / 3), imresize(strided.contiguous(), scale=1 / 3))
+    t = torch.rand(2, 30, 40).transpose(-1, -2)
+    assert torch.allclose(imresize(t, scale=0.5), imresize(t.contiguous(), scale=0.5))
+    # numpy helper: HxWxC, HxW, same answer as the tensor path
+    assert np.array_equal(imresize_np(hwc.numpy(), 0.25), imresize(chw, scale=0.25).permute(1, 2, 0).numpy())
+    assert np.array_equal(imresize_np(hwc[:, :, 0].numpy(), 0.25), imresize(chw[0], scale=0.25).numpy())
+
+
+def test_modcrop_tensor_and_numpy() -> None:
+    t = torch.zeros(2, 3, 17, 22)
+    assert modcrop(t, 4).shape == (2, 3, 16, 20)
+    assert modcrop(t, 3).shape == (2, 3, 15, 21)
+    a = np.zeros((17, 22, 3), np.uint8)
+    assert modcrop(a, 4).shape == (16, 20, 3)
+    assert modcrop(a[:, :, 0], 3).shape == (15, 21)
+    assert isinstance(modcrop(a, 2), np.ndarray) and isinstance(modcrop(t, 2), torch.Tensor)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu() -> None:
+    x = _rand_u8(2, 3, 50, 40, seed=4)
+    assert torch.equal(imresize(x.cuda(), scale=1 / 3).cpu(), imresize(x, scale=1 / 3))
