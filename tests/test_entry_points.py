@@ -144,3 +144,48 @@ def test_wandb_offline_logger(tmp_path):
     runs = list((run_dir / "wandb").glob("offline-run-*"))
     assert runs and list(runs[0].glob("*.wandb")), "no offline W&B run was written"
     assert torch.load(run_dir / "weights" / "model.pth", weights_only=True)["format"] == "sr_lightning"
+
+
+def test_ddp_test_loop_scores_every_image_once(official_weights_dir, benchmark_dir, tmp_path):
+    """Two CPU processes (gloo): each image scored exactly once, results synchronised, rank 0 reports."""
+    run(
+        "sr_lightning.test",
+        "model=efdn",
+        "scale=4",
+        f"weights={official_weights_dir / 'efdn_x4_official.pth'}",
+        "hardware=ddp_cpu",
+        "test_sets=[Set5,Set14]",
+        f"paths.benchmark_dir={benchmark_dir}",
+        f"hydra.run.dir={tmp_path}",
+        cwd=tmp_path,
+    )
+    sets = json.loads((tmp_path / "benchmark.json").read_text())["sets"]
+    assert sets["Set5"]["images"] == 5 and sets["Set14"]["images"] == 14
+    for name, (psnr, ssim) in REFERENCE[("efdn", 4)].items():
+        assert abs(sets[name]["psnr"] - psnr) < 0.01 and abs(sets[name]["ssim"] - ssim) < 5e-4
+
+
+def test_multirun_sweep(tmp_path):
+    """A Hydra multirun through the real entry point (the hparams_search option with a tiny budget)."""
+    sweep = tmp_path / "sweep"
+    run(
+        "sr_lightning.train",
+        "hparams_search=efdn_lr",
+        "stage.optimizer.lr=1e-3,2e-3",
+        "trainer.max_steps=2",
+        "stage.val_every_n_steps=2",
+        "stage.batch_size=2",
+        "stage.lr_patch_size=16",
+        "data.num_workers=0",
+        "test=false",
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert [p.name for p in runs] == ["0", "1"]
+    lrs = set()
+    for r in runs:
+        assert (r / "weights" / "model.pth").is_file()
+        lrs.add(float((r / ".hydra" / "overrides.yaml").read_text().split("stage.optimizer.lr=")[1].split()[0]))
+    assert lrs == {1e-3, 2e-3}

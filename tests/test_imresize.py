@@ -23,9 +23,7 @@ def _pairs(benchmark_dir: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]
             hr_img = Image.open(hr_path)
             hr = np.array(hr_img)
             for s in SCALES:
-                lr_img = Image.open(
-                    benchmark_dir / set_name / "LR_bicubic" / f"X{s}" / f"{hr_path.stem}x{s}.png"
-                )
+                lr_img = Image.open(benchmark_dir / set_name / "LR_bicubic" / f"X{s}" / f"{hr_path.stem}x{s}.png")
                 assert lr_img.mode == hr_img.mode, (hr_path, hr_img.mode, lr_img.mode)
                 out.append((f"{set_name}/{hr_path.stem}", s, hr, np.array(lr_img)))
     return out
@@ -151,9 +149,7 @@ def test_batched_equals_per_image() -> None:
         per = torch.stack([imresize(b, scale=s) for b in batch])
         assert torch.equal(out, per)
         fb = batch.float() / 255
-        assert torch.allclose(
-            imresize(fb, scale=s), torch.stack([imresize(b, scale=s) for b in fb]), atol=1e-6
-        )
+        assert torch.allclose(imresize(fb, scale=s), torch.stack([imresize(b, scale=s) for b in fb]), atol=1e-6)
     # a bare (H, W) tensor works too
     assert torch.equal(imresize(batch[0, 0], scale=0.5), imresize(batch[0, :1], scale=0.5)[0])
 

@@ -184,9 +184,7 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
         k_full.append(kornia.metrics.ssim(ka, kb, 11, max_val=1.0, padding="valid").mean().item())
     assert np.all(np.abs(np.array(k_full) - ref_s) > 1e-3)
     # ...while kornia with the MATLAB settings ('valid', L = 255, no eps) on our Y agrees: a third opinion.
-    k_valid = [
-        kornia.metrics.ssim(ya, yb, 11, 255.0, eps=0.0, padding="valid").mean().item() for ya, yb in ys
-    ]
+    k_valid = [kornia.metrics.ssim(ya, yb, 11, 255.0, eps=0.0, padding="valid").mean().item() for ya, yb in ys]
     np.testing.assert_allclose(k_valid, ref_s, atol=1e-9)
 
 

@@ -26,7 +26,5 @@ def test_quickstart_notebook_executes(official_weights_dir, benchmark_dir):
     ).execute()
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "EFDN     Y-PSNR" in printed and "276,192 parameters" in printed
-    images = [
-        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
-    ]
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 2, "expected the comparison figure and the gradient-map figure"

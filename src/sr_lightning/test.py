@@ -9,14 +9,13 @@ Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to c
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
 from sr_lightning.config import conf_dir, register_resolvers
 from sr_lightning.utils.instantiate import build
-from sr_lightning.utils.report import format_table, write_benchmark_json
+from sr_lightning.utils.report import report
 from sr_lightning.weights import count_parameters, load_weights
 
 log = logging.getLogger(__name__)
@@ -34,21 +33,20 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     log.info("loaded %s (%s)", cfg.weights, kind)
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
-    for name, row in results.items():
-        row["lr_source"] = datamodule.lr_source(name)
-    model = type(module.net).__name__
-    print(format_table(results, cfg.scale, model))
-    path = write_benchmark_json(
-        Path(cfg.paths.output_dir) / "benchmark.json",
-        results,
-        model=model,
-        scale=int(cfg.scale),
-        weights=str(cfg.weights),
-        weights_kind=kind,
-        chop=bool(cfg.chop),
-        num_params=count_parameters(module.net),
-    )
-    log.info("wrote %s", path)
+    if trainer.is_global_zero:  # under DDP every rank holds the synchronised results; rank 0 reports
+        lr_sources = {name: datamodule.lr_source(name) for name in results}
+        path = report(
+            results,
+            lr_sources,
+            cfg.paths.output_dir,
+            cfg.scale,
+            type(module.net).__name__,
+            weights=str(cfg.weights),
+            weights_kind=kind,
+            chop=bool(cfg.chop),
+            num_params=count_parameters(module.net),
+        )
+        log.info("wrote %s", path)
     return results
 
 

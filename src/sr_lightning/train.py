@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.config import conf_dir, register_resolvers
 from sr_lightning.utils.instantiate import build, loggable_config
-from sr_lightning.utils.report import format_table, write_benchmark_json
+from sr_lightning.utils.report import report
 from sr_lightning.weights import count_parameters, load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -48,23 +48,23 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         results = module.test_results
-        for name, row in results.items():
-            row["lr_source"] = datamodule.lr_source(name)
-        table = format_table(results, cfg.scale, type(module.net).__name__)
-        print(table)
-        write_benchmark_json(
-            out_dir / "benchmark.json",
-            results,
-            model=type(module.net).__name__,
-            scale=cfg.scale,
-            weights=best or "final",
-            chop=bool(cfg.chop),
-            num_params=n_params,
-        )
+        if trainer.is_global_zero:
+            lr_sources = {name: datamodule.lr_source(name) for name in results}
+            report(
+                results,
+                lr_sources,
+                out_dir,
+                cfg.scale,
+                type(module.net).__name__,
+                weights=best or "final",
+                chop=bool(cfg.chop),
+                num_params=n_params,
+            )
         metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
     # A plain weights file of the tested (best) network, loadable with `weights=<file>`.
-    meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
-    save_weights(module.net, out_dir / "weights" / "model.pth", meta)
+    if trainer.is_global_zero:
+        meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
+        save_weights(module.net, out_dir / "weights" / "model.pth", meta)
     return metrics
 
 

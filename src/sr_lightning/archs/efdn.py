@@ -36,9 +36,7 @@ class EFDB(nn.Module):
     1x1 conv back to C, passed through ESA, and added to the block input.
     """
 
-    def __init__(
-        self, channels: int = 48, esa_channels: int = 12, conv3x3: Conv3x3Factory | None = None
-    ) -> None:
+    def __init__(self, channels: int = 48, esa_channels: int = 12, conv3x3: Conv3x3Factory | None = None) -> None:
         super().__init__()
         make3x3 = conv3x3 or plain_conv3x3
         self.conv1 = nn.Conv2d(channels, channels, 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from sr_lightning.data.benchmark import BenchmarkDataset, available_sets
@@ -157,10 +158,24 @@ class SRDataModule(L.LightningDataModule):
         self.setup("fit")
         return self._loader(self.train_dataset, self.batch_size, shuffle=True)
 
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        """Whole images, batch size 1. Under DDP every image is scored exactly once: Lightning's default
+        DistributedSampler would pad the last ranks with repeated images and bias per-image averages."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return self._loader(dataset, 1, shuffle=False)
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return DataLoader(
+            dataset,
+            batch_size=1,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
             return []
-        return self._loader(self.val_set, 1, shuffle=False)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> list[DataLoader]:
-        return [self._loader(ds, 1, shuffle=False) for ds in self.test_datasets.values()]
+        return [self._eval_loader(ds) for ds in self.test_datasets.values()]

@@ -15,9 +15,7 @@ import torch
 Net = Callable[[torch.Tensor], torch.Tensor]
 
 
-def forward_chop(
-    net: Net, lr: torch.Tensor, scale: int, shave: int = 10, min_size: int = 160_000
-) -> torch.Tensor:
+def forward_chop(net: Net, lr: torch.Tensor, scale: int, shave: int = 10, min_size: int = 160_000) -> torch.Tensor:
     """Run `net` on `lr` (N,C,h,w) quadrant by quadrant and stitch the x`scale` outputs."""
     _, _, h, w = lr.shape
     h_half, w_half = h // 2, w // 2
@@ -28,7 +26,9 @@ def forward_chop(
         lr[..., h - h_size :, :w_size],
         lr[..., h - h_size :, w - w_size :],
     ]
-    if h_size * w_size < min_size:
+    # EDSR recurses while the quadrant area is >= min_size; stopping also when a quadrant would not shrink
+    # (tiny images, min_size < ~(2*shave)^2) only differs where EDSR itself would recurse forever.
+    if h_size * w_size < min_size or h_size >= h or w_size >= w:
         # All four quadrants have the same size: one batched call (per-sample networks give identical outputs).
         outs = net(torch.cat(quadrants, dim=0)).split(lr.shape[0], dim=0)
     else:

@@ -115,9 +115,7 @@ class SRModule(L.LightningModule):
         kinds = ["sr", "bicubic"] if self.bicubic_baseline else ["sr"]
         self.test_metrics = nn.ModuleDict(
             {
-                f"{i}_{kind}": nn.ModuleDict(
-                    {"psnr": PSNRY(shave=self.scale), "ssim": SSIMY(shave=self.scale)}
-                )
+                f"{i}_{kind}": nn.ModuleDict({"psnr": PSNRY(shave=self.scale), "ssim": SSIMY(shave=self.scale)})
                 for i in range(len(names))
                 for kind in kinds
             }
@@ -140,16 +138,25 @@ class SRModule(L.LightningModule):
             row = {
                 "psnr": float(sr["psnr"].compute()),
                 "ssim": float(sr["ssim"].compute()),
-                "images": int(sr["psnr"].count.item()),
+                "images": synced_count(sr["psnr"]),
             }
             if self.bicubic_baseline:
                 bic = self.test_metrics[f"{i}_bicubic"]
                 row["bicubic_psnr"] = float(bic["psnr"].compute())
                 row["bicubic_ssim"] = float(bic["ssim"].compute())
             results[name] = row
-            self.log(f"test/{name}/psnr", row["psnr"], add_dataloader_idx=False)
-            self.log(f"test/{name}/ssim", row["ssim"], add_dataloader_idx=False)
         self.test_results = results
+        # Values are already synchronised across processes by the metrics; sent to the loggers directly
+        # (self.log here would repeat every set under every dataloader in Lightning's summary table).
+        flat = {f"test/{n}/{k}": v for n, row in results.items() for k, v in row.items() if k != "images"}
+        for logger in self.loggers:
+            logger.log_metrics(flat, step=self.global_step)
+
+
+def synced_count(metric: PSNRY | SSIMY) -> int:
+    """Number of images a mean-of-scores metric has seen, summed over all processes."""
+    with metric.sync_context():
+        return int(metric.count.item())
 
 
 def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:

@@ -37,6 +37,4 @@ def log_samples(module: L.LightningModule, batch: dict[str, Any], sr: torch.Tens
     save_image(out, strip)
     for logger in module.loggers:
         if hasattr(logger, "log_image"):  # WandbLogger, TensorBoard has add_image under .experiment instead
-            logger.log_image(
-                key=f"val/sample_{index}", images=[str(out)], caption=[f"{name}: LR | SR | HR"], step=step
-            )
+            logger.log_image(key=f"val/sample_{index}", images=[str(out)], caption=[f"{name}: LR | SR | HR"], step=step)

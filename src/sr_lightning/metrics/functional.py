@@ -44,9 +44,7 @@ def rgb_to_y(img255: torch.Tensor) -> torch.Tensor:
     A (N, 1, H, W) input is gray: it is scored as the RGB image (g, g, g), i.e. Y = 16 + 219 g / 255.
     """
     if img255.ndim != 4 or img255.shape[1] not in (1, 3):
-        raise ValueError(
-            f"rgb_to_y expects (N, 3, H, W) or (N, 1, H, W) images, got shape {tuple(img255.shape)}"
-        )
+        raise ValueError(f"rgb_to_y expects (N, 3, H, W) or (N, 1, H, W) images, got shape {tuple(img255.shape)}")
     x = img255.to(torch.float64)
     if x.shape[1] == 1:
         x = x.expand(-1, 3, -1, -1)

@@ -23,6 +23,4 @@ def to_gray(img: torch.Tensor) -> torch.Tensor:
 def gradient_maps(img: torch.Tensor, padding: int = 1) -> dict[str, torch.Tensor]:
     """Sobel-x, Sobel-y and Laplacian responses of the grayscale of `img` (N,C,H,W), each (N,1,H',W')."""
     gray = to_gray(img)
-    return {
-        name: F.conv2d(gray, k.to(gray).view(1, 1, 3, 3), padding=padding) for name, k in EDGE_FILTERS.items()
-    }
+    return {name: F.conv2d(gray, k.to(gray).view(1, 1, 3, 3), padding=padding) for name, k in EDGE_FILTERS.items()}

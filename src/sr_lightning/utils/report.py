@@ -31,3 +31,18 @@ def write_benchmark_json(path: str | Path, results: dict[str, dict[str, Any]], *
     tmp.write_text(json.dumps({**meta, "sets": results}, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def report(
+    results: dict[str, dict[str, Any]],
+    lr_sources: dict[str, str],
+    out_dir: str | Path,
+    scale: int,
+    model: str,
+    **meta: Any,
+) -> Path:
+    """Annotate `results` with each set's LR source, print the table and write `<out_dir>/benchmark.json`."""
+    for name, row in results.items():
+        row["lr_source"] = lr_sources.get(name, "-")
+    print(format_table(results, scale, model))
+    return write_benchmark_json(Path(out_dir) / "benchmark.json", results, model=model, scale=int(scale), **meta)
