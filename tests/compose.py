@@ -28,4 +28,5 @@ def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> Dic
 
 def group_options(group: str) -> list[str]:
     """The option names of a config group (its YAML files)."""
-    return sorted(p.stem for p in (Path(conf_dir()) / group).glob("*.yaml"))
+    root = Path(conf_dir()) / group
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))

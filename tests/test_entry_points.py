@@ -19,6 +19,16 @@ REFERENCE = {
     ("efdn", 4): {"Set5": (32.0797, 0.8931), "Set14": (28.5870, 0.7809)},
 }
 
+# A training run of two steps on the embedded sample data, no test loop.
+TINY_TRAIN = (
+    "trainer.max_steps=2",
+    "stage.val_every_n_steps=2",
+    "stage.batch_size=2",
+    "stage.lr_patch_size=16",
+    "data.num_workers=0",
+    "test=false",
+)
+
 
 def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
@@ -132,12 +142,7 @@ def test_wandb_offline_logger(tmp_path):
         "sr_lightning.train",
         "logger=wandb",
         "logger.wandb.offline=true",
-        "trainer.max_steps=2",
-        "stage.val_every_n_steps=2",
-        "stage.batch_size=2",
-        "stage.lr_patch_size=16",
-        "data.num_workers=0",
-        "test=false",
+        *TINY_TRAIN,
         f"hydra.run.dir={run_dir}",
         cwd=tmp_path,
     )
@@ -172,12 +177,7 @@ def test_multirun_sweep(tmp_path):
         "sr_lightning.train",
         "hparams_search=efdn_lr",
         "stage.optimizer.lr=1e-3,2e-3",
-        "trainer.max_steps=2",
-        "stage.val_every_n_steps=2",
-        "stage.batch_size=2",
-        "stage.lr_patch_size=16",
-        "data.num_workers=0",
-        "test=false",
+        *TINY_TRAIN,
         "logger=csv",
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from sr_lightning.config import conf_dir, register_resolvers
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
-from sr_lightning.weights import count_parameters, load_weights, save_weights
+from sr_lightning.weights import count_parameters, init_weights_from, load_weights, save_weights
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -33,6 +33,9 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("weights"):
         kind = load_weights(module.net, cfg.weights)
         log.info("initial weights: %s (%s)", cfg.weights, kind)
+    if cfg.get("init_from"):
+        reinit = init_weights_from(module.net, cfg.init_from)
+        log.info("initialised from %s%s", cfg.init_from, f"; re-initialised {reinit}" if reinit else "")
     n_params = count_parameters(module.net)
     log.info("%s x%d: %d parameters", type(module.net).__name__, cfg.scale, n_params)
     hparams = loggable_config(cfg)

@@ -11,12 +11,15 @@ Everything is read with `torch.load(..., map_location="cpu", weights_only=True)`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from sr_lightning.archs.reparam import network_form, reparameterize_model
 
 FORMAT = "sr_lightning"
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
@@ -45,25 +48,78 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     return sd, "official"
 
 
-def load_weights(net: nn.Module, path: str | Path) -> str:
-    """Load `path` into `net` strictly (converting official key layouts); returns the detected kind."""
-    sd, kind = read_state_dict(path)
+def _fit_keys(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """`sd` in `net`'s key naming (converted from the official one if need be), or None if it can't fit."""
     own = set(net.state_dict())
-    if set(sd) != own and hasattr(net, "convert_official"):
-        sd = net.convert_official(sd)
-    missing = sorted(own - set(sd))
-    unexpected = sorted(set(sd) - own)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{path} ({kind}) does not fit {type(net).__name__}: "
-            f"{len(missing)} missing keys {missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}. "
-            "Check model=..., scale=... and the model options."
-        )
+    if set(sd) == own:
+        return sd
+    if hasattr(net, "convert_official"):
+        try:
+            converted = net.convert_official(sd)
+        except ValueError:
+            return None
+        if set(converted) == own:
+            return converted
+    return None
+
+
+def match_state_dict(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """Bring `sd` into `net`'s naming. A deploy-form checkpoint given to a training-form network (one holding
+    re-parameterizable blocks) folds the network first, in place. None when nothing fits."""
+    fitted = _fit_keys(net, sd)
+    if fitted is None and network_form(net) == "train":
+        folded = copy.deepcopy(net)
+        reparameterize_model(folded)
+        if _fit_keys(folded, sd) is not None:
+            reparameterize_model(net)
+            fitted = _fit_keys(net, sd)
+    return fitted
+
+
+def _mismatch_error(
+    net: nn.Module, sd: dict[str, torch.Tensor], path: Path | str, kind: str, detail: str
+) -> RuntimeError:
+    own = set(net.state_dict())
+    missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
+    return RuntimeError(
+        f"{path} ({kind}) does not fit {type(net).__name__}: {len(missing)} missing keys {missing[:5]}, "
+        f"{len(unexpected)} unexpected keys {unexpected[:5]}{detail}. Check model=..., scale=... and the model options."
+    )
+
+
+def load_weights(net: nn.Module, path: str | Path) -> str:
+    """Load `path` into `net` strictly (converting official key layouts, folding a training-form network for a
+    deploy-form checkpoint); returns the detected kind."""
+    sd, kind = read_state_dict(path)
+    fitted = match_state_dict(net, sd)
+    if fitted is None:
+        raise _mismatch_error(net, sd, path, kind, "")
     try:
-        net.load_state_dict(sd, strict=True)
+        net.load_state_dict(fitted, strict=True)
     except RuntimeError as err:  # shape mismatches: usually the wrong scale or width
         raise RuntimeError(f"{path} ({kind}) does not fit {type(net).__name__}: {err}") from err
     return kind
+
+
+def init_weights_from(net: nn.Module, path: str | Path) -> list[str]:
+    """Weights-only initialisation from an earlier stage's checkpoint (`init_from=`).
+
+    Like `load_weights`, except that tensors under the network's upsampler (`net.upsampler_prefixes`) whose shape
+    differs, as after a scale change (x2 pre-training -> x4), keep their fresh initialisation. Returns those keys.
+    """
+    sd, kind = read_state_dict(path)
+    fitted = match_state_dict(net, sd)
+    if fitted is None:
+        raise _mismatch_error(net, sd, path, kind, "")
+    own = net.state_dict()
+    prefixes = tuple(getattr(net, "upsampler_prefixes", ()))
+    reinit = [k for k, v in fitted.items() if v.shape != own[k].shape]
+    bad = [k for k in reinit if not k.startswith(prefixes)]
+    if bad:
+        shapes = [f"{k}: {tuple(fitted[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:5]]
+        raise RuntimeError(f"{path} ({kind}): shapes differ outside the upsampler {prefixes}: {shapes}")
+    net.load_state_dict({k: v for k, v in fitted.items() if k not in reinit}, strict=False)
+    return reinit
 
 
 def save_weights(net: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from torch import nn
 
+from sr_lightning.archs.reparam import network_form, reparameterize_model
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.lightning.samples import log_samples
 from sr_lightning.metrics import PSNRY, SSIMY
@@ -72,6 +73,19 @@ class SRModule(L.LightningModule):
         if self.chop if chop is None else chop:
             return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
         return self.net(lr)
+
+    # -- network form and loss set-up ------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["sr_form"] = network_form(self.net)  # "train" (re-parameterizable blocks) or "deploy"
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Called before the state dict is loaded: a deploy-form checkpoint needs the folded architecture.
+        if checkpoint.get("sr_form") == "deploy" and network_form(self.net) == "train":
+            reparameterize_model(self.net)
+
+    def on_fit_start(self) -> None:
+        if getattr(self.loss, "needs_network", False):  # e.g. the EG loss with lambdas=auto
+            self.loss.set_lambdas_from_network(self.net)
 
     # -- training --------------------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

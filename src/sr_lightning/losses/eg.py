@@ -1,0 +1,172 @@
+"""EFDN's edge-enhanced gradient-variance (EG) loss (Wang, "Edge-enhanced Feature Distillation Network for Efficient
+Super-Resolution", CVPRW / NTIRE 2022 ESR, Sec. 3.3):
+
+    L_EG = L1(SR, HR) + λx·Lx + λy·Ly + λl·Ll
+
+where Lx, Ly, Ll are the gradient-variance terms (`GradientVarianceLoss`) of the Sobel-x, Sobel-y and Laplacian
+gradient maps. The official repository releases no training code; its author says the loss is built on the
+official GV loss code (icandle/EFDN issues #2, #9) and that λ may simply be set by hand to 1e-3 (issue #4), which
+is our fixed default.
+
+λ = "auto": the paper takes λ from the normalised scale parameters of a pre-trained EDBB's Sobel-x / Sobel-y /
+Laplacian branches (the official `EDBB.switch_to_gv`, per issue #4, prepared that network). The exact
+normalisation is not published; we use, per branch k, the mean absolute per-channel scale pooled over every EDBB
+of the network, s_k = mean|scale_k|, and λ_k = factor · s_k / (s_x + s_y + s_l) (so the three λ sum to `factor`).
+|scale| because a branch with a negative scale is the same edge detector with the opposite sign.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sr_lightning.losses.gradient_variance import GradientVarianceLoss
+from sr_lightning.ops.edges import GRAY_MATLAB
+
+EDGE_TERMS = ("sobel_x", "sobel_y", "laplacian")
+# Per edge branch, the parameter-name suffixes of its per-channel scale: this project's EDBB
+# (`archs/edbb.py`: <block>.sobel_x.scale, ...) and the official training-form EDBB (<block>.conv1x1_sbx.scale, ...).
+DEFAULT_SCALE_SUFFIXES: tuple[tuple[str, ...], ...] = (
+    ("sobel_x.scale", "conv1x1_sbx.scale"),
+    ("sobel_y.scale", "conv1x1_sby.scale"),
+    ("laplacian.scale", "conv1x1_lpl.scale"),
+)
+
+
+def edge_lambdas_from_scales(
+    scale_x: torch.Tensor, scale_y: torch.Tensor, scale_l: torch.Tensor, factor: float = 1.0
+) -> tuple[float, float, float]:
+    """λ_k = factor · mean|scale_k| / Σ_j mean|scale_j| for the Sobel-x, Sobel-y and Laplacian branch scales
+    (any shapes; pass the scales of all EDBBs of a network concatenated)."""
+    means = [s.detach().abs().double().mean().item() if s.numel() else math.nan for s in (scale_x, scale_y, scale_l)]
+    total = sum(means)
+    if not math.isfinite(total) or total <= 0:
+        raise ValueError(f"cannot normalise edge-branch scales with mean |scale| {means}")
+    lx, ly, ll = (factor * m / total for m in means)
+    return lx, ly, ll
+
+
+def _as_suffix_groups(scale_suffixes: Sequence[str | Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    groups = tuple((s,) if isinstance(s, str) else tuple(str(x) for x in s) for s in scale_suffixes)
+    if len(groups) != 3 or not all(groups):
+        raise ValueError(f"scale_suffixes needs 3 entries (Sobel-x, Sobel-y, Laplacian), got {scale_suffixes!r}")
+    return groups
+
+
+def collect_edge_scales(
+    named_tensors: Mapping[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]],
+    scale_suffixes: Sequence[str | Sequence[str]] = DEFAULT_SCALE_SUFFIXES,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pool (flatten + concatenate) every tensor whose name is, or ends in "." + , one of each branch's suffixes.
+
+    Raises ValueError when a branch has no match (e.g. a deploy-form network, whose EDBBs are folded)."""
+    items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
+    items = list(items)
+    pooled = []
+    for suffixes in _as_suffix_groups(scale_suffixes):
+        found = [t.detach().flatten().float().cpu() for n, t in items if any(_matches(n, s) for s in suffixes)]
+        if not found:
+            raise ValueError(
+                f"no edge-branch scale named *{' / *'.join(suffixes)} found; lambdas='auto' needs a training-form "
+                "network with EDBB blocks (set loss.scale_suffixes if its parameters are named differently)"
+            )
+        pooled.append(torch.cat(found))
+    return pooled[0], pooled[1], pooled[2]
+
+
+def _matches(name: str, suffix: str) -> bool:
+    return name == suffix or name.endswith("." + suffix)
+
+
+class EdgeGradientLoss(nn.Module):
+    """L_EG = L1 + λx·Lx + λy·Ly + λl·Ll (EFDN Sec. 3.3); `terms()` gives the unweighted parts.
+
+    Args:
+        patch_size: GV patch side n (default 8); sizes not divisible by n are cropped, see `GradientVarianceLoss`.
+        lambdas: three floats (λx, λy, λl), default 1e-3 each (EFDN author, icandle/EFDN issue #4), or "auto".
+        auto_factor: with "auto", the λ sum to this factor (see `edge_lambdas_from_scales`).
+        edbb_weights: with "auto", a weights file (anything `sr_lightning.weights.read_state_dict` reads) of a
+            pre-trained training-form network whose EDBB scales set λ at construction. Without it, the caller must
+            call `set_lambdas_from_network(net)` before the first forward (`needs_network` tells).
+        scale_suffixes: per branch (Sobel-x, Sobel-y, Laplacian), the parameter-name suffix(es) of its scale.
+        gray_weights, padding_mode: passed to `GradientVarianceLoss`.
+
+    The λ live in the buffer `lambdas` (float32, shape (3,)): they are saved in and restored from the state dict
+    (a resumed run keeps its auto λ), NaN until an "auto" loss has been given its network.
+    """
+
+    def __init__(
+        self,
+        patch_size: int = 8,
+        lambdas: Sequence[float] | str = (1e-3, 1e-3, 1e-3),
+        auto_factor: float = 1.0,
+        edbb_weights: str | Path | None = None,
+        scale_suffixes: Sequence[str | Sequence[str]] = DEFAULT_SCALE_SUFFIXES,
+        gray_weights: Sequence[float] = GRAY_MATLAB,
+        padding_mode: str = "zeros",
+    ) -> None:
+        super().__init__()
+        self.gv = GradientVarianceLoss(patch_size, EDGE_TERMS, gray_weights, padding_mode)
+        self.auto = isinstance(lambdas, str)
+        if self.auto and lambdas != "auto":
+            raise ValueError(f"lambdas must be three floats or 'auto', got {lambdas!r}")
+        if not self.auto and edbb_weights is not None:
+            raise ValueError("edbb_weights is only used with lambdas='auto'")
+        self.auto_factor = float(auto_factor)
+        self.edbb_weights = str(edbb_weights) if edbb_weights is not None else None
+        self.scale_suffixes = _as_suffix_groups(scale_suffixes)
+        init = [math.nan] * 3 if self.auto else [float(v) for v in lambdas]
+        if len(init) != 3:
+            raise ValueError(f"lambdas needs 3 values (λx, λy, λl), got {lambdas!r}")
+        self.register_buffer("lambdas", torch.tensor(init, dtype=torch.float32))
+        if self.edbb_weights is not None:
+            self.set_lambdas_from_weights(self.edbb_weights)
+
+    @property
+    def needs_network(self) -> bool:
+        """True while an "auto" loss still waits for `set_lambdas_from_network(net)`."""
+        return self.auto and bool(torch.isnan(self.lambdas).any())
+
+    def _set(self, values: Sequence[float]) -> tuple[float, float, float]:
+        self.lambdas.copy_(torch.tensor(list(values), dtype=torch.float32))
+        lx, ly, ll = (float(v) for v in values)
+        return lx, ly, ll
+
+    def set_lambdas_from_scales(
+        self, scale_x: torch.Tensor, scale_y: torch.Tensor, scale_l: torch.Tensor
+    ) -> tuple[float, float, float]:
+        """Set λ from edge-branch scales with `edge_lambdas_from_scales(..., self.auto_factor)`; returns them."""
+        return self._set(edge_lambdas_from_scales(scale_x, scale_y, scale_l, self.auto_factor))
+
+    def set_lambdas_from_network(self, net: nn.Module) -> tuple[float, float, float]:
+        """Set λ from the EDBB edge-branch scales of `net` (parameters named by `scale_suffixes`)."""
+        return self.set_lambdas_from_scales(*collect_edge_scales(list(net.named_parameters()), self.scale_suffixes))
+
+    def set_lambdas_from_weights(self, path: str | Path) -> tuple[float, float, float]:
+        """Set λ from the edge-branch scales stored in a weights file (read with `read_state_dict`)."""
+        from sr_lightning.weights import read_state_dict
+
+        state_dict, _ = read_state_dict(path)
+        return self.set_lambdas_from_scales(*collect_edge_scales(state_dict, self.scale_suffixes))
+
+    def terms(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Unweighted parts: {"l1": L1, "sobel_x": Lx, "sobel_y": Ly, "laplacian": Ll}."""
+        return {"l1": F.l1_loss(sr, hr), **self.gv.terms(sr, hr)}
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        if self.needs_network:
+            raise RuntimeError(
+                "EdgeGradientLoss(lambdas='auto') has no λ yet: call set_lambdas_from_network(net) or give edbb_weights"
+            )
+        t = self.terms(sr, hr)
+        edge = torch.stack([t[k] for k in EDGE_TERMS])
+        return t["l1"] + (self.lambdas.to(edge.dtype) * edge).sum()
+
+    def extra_repr(self) -> str:
+        lam = "auto (unset)" if self.needs_network else [round(v, 6) for v in self.lambdas.tolist()]
+        return f"lambdas={lam}, auto={self.auto}, auto_factor={self.auto_factor}"

@@ -1,0 +1,295 @@
+"""GV and EG losses (EFDN Sec. 3.3) against an independent numpy computation on a real Set5 crop, plus their
+edge cases, the automatic λ from EDBB scales, and their persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from scipy.ndimage import gaussian_filter
+from torch import nn
+
+from sr_lightning.data.io import load_image
+from sr_lightning.losses import EdgeGradientLoss, GradientVarianceLoss, edge_lambdas_from_scales
+from sr_lightning.losses.gradient_variance import patch_variance
+from sr_lightning.ops.edges import GRAY_BT601, GRAY_MATLAB, gradient_maps, to_gray
+from sr_lightning.weights import save_weights
+
+# The filters written out here again (cross-correlation, as torch's conv2d) so the reference owns its copy.
+NP_FILTERS = {
+    "sobel_x": np.array([[1, 0, -1], [2, 0, -2], [1, 0, -1]], dtype=np.float64),
+    "sobel_y": np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64),
+    "laplacian": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64),
+}
+
+
+# ---------------------------------------------------------------- numpy reference (float64, explicit loops)
+def np_gray(img: np.ndarray) -> np.ndarray:
+    """HxWx3 -> HxW with the official GV code's weights 0.2989 R + 0.5870 G + 0.1140 B."""
+    return 0.2989 * img[..., 0] + 0.5870 * img[..., 1] + 0.1140 * img[..., 2]
+
+
+def np_filter(gray: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """3x3 cross-correlation with one pixel of zero padding (same size)."""
+    padded = np.pad(gray, 1)
+    out = np.zeros_like(gray)
+    h, w = gray.shape
+    for a in range(3):
+        for b in range(3):
+            out += kernel[a, b] * padded[a : a + h, b : b + w]
+    return out
+
+
+def np_variance_map(grad: np.ndarray, n: int) -> np.ndarray:
+    """Unbiased variance of every whole n x n patch, patch by patch (trailing rows/columns dropped)."""
+    rows, cols = grad.shape[0] // n, grad.shape[1] // n
+    out = np.zeros((rows, cols))
+    for i in range(rows):
+        for j in range(cols):
+            patch = grad[i * n : (i + 1) * n, j * n : (j + 1) * n].ravel()
+            out[i, j] = ((patch - patch.mean()) ** 2).sum() / (n * n - 1)
+    return out
+
+
+def np_terms(sr: np.ndarray, hr: np.ndarray, n: int) -> dict[str, float]:
+    out = {"l1": float(np.abs(sr - hr).mean())}
+    for name, k in NP_FILTERS.items():
+        v_sr = np_variance_map(np_filter(np_gray(sr), k), n)
+        v_hr = np_variance_map(np_filter(np_gray(hr), k), n)
+        out[name] = float(((v_sr - v_hr) ** 2).mean())
+    return out
+
+
+# ---------------------------------------------------------------- data
+@pytest.fixture(scope="module")
+def pair(benchmark_dir):
+    """A 51x67 crop of Set5 butterfly (HR) and a blurred + noisy copy (SR stand-in), both float32 in [0, 1]."""
+    hr = load_image(benchmark_dir / "Set5" / "HR" / "butterfly.png")[100:151, 60:127].astype(np.float64) / 255
+    rng = np.random.default_rng(0)
+    sr = gaussian_filter(hr, sigma=(1.2, 1.2, 0)) + rng.normal(0, 0.02, hr.shape)
+    hr32, sr32 = hr.astype(np.float32), np.clip(sr, 0, 1).astype(np.float32)
+    return sr32, hr32
+
+
+def to_t(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+
+
+# ---------------------------------------------------------------- GV / EG values
+@pytest.mark.parametrize("patch_size", [8, 5])
+def test_terms_match_numpy(pair, patch_size):
+    sr, hr = pair  # 51x67: neither 8 nor 5 divides both sides, the trailing rows/columns are dropped
+    ref = np_terms(sr.astype(np.float64), hr.astype(np.float64), patch_size)
+    loss = EdgeGradientLoss(patch_size=patch_size, lambdas=(0.5, 0.25, 2.0))
+    got = {k: v.item() for k, v in loss.terms(to_t(sr), to_t(hr)).items()}
+    assert set(got) == set(ref)
+    for k in ref:
+        assert ref[k] > 1e-4, k  # the degraded copy really differs in every term
+        assert got[k] == pytest.approx(ref[k], rel=1e-5), k
+    total = ref["l1"] + 0.5 * ref["sobel_x"] + 0.25 * ref["sobel_y"] + 2.0 * ref["laplacian"]
+    assert loss(to_t(sr), to_t(hr)).item() == pytest.approx(total, rel=1e-5)
+
+    gv = GradientVarianceLoss(patch_size=patch_size)  # the GV paper's loss: Sobel-x + Sobel-y
+    assert gv(to_t(sr), to_t(hr)).item() == pytest.approx(ref["sobel_x"] + ref["sobel_y"], rel=1e-5)
+    gv_terms = GradientVarianceLoss(patch_size, filters=("laplacian",)).terms(to_t(sr), to_t(hr))
+    assert list(gv_terms) == ["laplacian"]
+    assert gv_terms["laplacian"].item() == pytest.approx(ref["laplacian"], rel=1e-5)
+
+
+def test_zero_on_identical_images(pair):
+    _, hr = pair
+    x = to_t(hr)
+    assert GradientVarianceLoss()(x, x.clone()).item() == 0.0
+    assert EdgeGradientLoss()(x, x.clone()).item() == 0.0
+    assert all(v.item() == 0.0 for v in EdgeGradientLoss().terms(x, x.clone()).values())
+
+
+@pytest.mark.parametrize("loss", [GradientVarianceLoss(), EdgeGradientLoss(lambdas=(1.0, 1.0, 1.0))])
+def test_gradients_reach_sr(pair, loss):
+    sr, hr = pair
+    x = to_t(sr).requires_grad_(True)
+    loss(x, to_t(hr)).backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert x.grad.abs().sum() > 0
+
+
+def test_variance_is_unbiased():
+    maps = torch.arange(64.0).view(1, 1, 8, 8)  # one patch holding 0..63
+    v = patch_variance(maps, 8)
+    assert v.shape == (1, 1, 1, 1)
+    assert v.item() == pytest.approx(np.var(np.arange(64.0), ddof=1))  # 346.67, not the biased 341.25
+    assert v.item() != pytest.approx(np.var(np.arange(64.0), ddof=0))
+
+
+def test_sizes_not_divisible_are_cropped_and_too_small_raise():
+    x = torch.rand(2, 1, 19, 21)
+    assert patch_variance(x, 8).shape == (2, 1, 2, 2)
+    assert torch.equal(patch_variance(x, 8), patch_variance(x[..., :16, :16], 8))
+    assert patch_variance(x, 6).shape == (2, 1, 3, 3)
+    img = torch.rand(1, 3, 7, 30)
+    with pytest.raises(ValueError, match="smaller than one 8x8 patch"):
+        GradientVarianceLoss()(img, img)
+    with pytest.raises(ValueError, match="patch_size must be >= 2"):
+        GradientVarianceLoss(patch_size=1)
+    with pytest.raises(ValueError, match="shapes differ"):
+        GradientVarianceLoss()(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 16))
+
+
+def test_smallest_image_and_batch():
+    torch.manual_seed(0)
+    x, y = torch.rand(3, 3, 8, 8), torch.rand(3, 3, 8, 8)  # one 8x8 patch per image (the size test_config uses)
+    for loss in (GradientVarianceLoss(), EdgeGradientLoss()):
+        value = loss(x, y)
+        assert value.ndim == 0 and torch.isfinite(value) and value > 0
+    # A mirrored image has the same gradient variance over a whole patch (zero padding is symmetric, the filters
+    # are mirror-(anti)symmetric), so the GV of x against x.flip(-1) vanishes: only the L1 part of EG remains.
+    assert GradientVarianceLoss()(x, x.flip(-1)).item() == pytest.approx(0.0, abs=1e-5)
+    assert EdgeGradientLoss()(x, x.flip(-1)).item() == pytest.approx((x - x.flip(-1)).abs().mean().item(), rel=1e-3)
+
+
+# ---------------------------------------------------------------- edges.py additions
+def test_edge_options(pair):
+    _, hr = pair
+    x = to_t(hr)
+    assert torch.allclose(to_gray(x, GRAY_MATLAB)[0, 0], torch.from_numpy(np_gray(hr)).float(), atol=1e-6)
+    assert torch.equal(to_gray(x), to_gray(x, GRAY_BT601))
+    zeros = gradient_maps(x)
+    rep = gradient_maps(x, padding_mode="replicate", filters=["laplacian"])
+    assert list(rep) == ["laplacian"]
+    # same inside, different on the border (replicate padding has no artificial edge there)
+    assert torch.allclose(rep["laplacian"][..., 1:-1, 1:-1], zeros["laplacian"][..., 1:-1, 1:-1])
+    assert not torch.allclose(rep["laplacian"], zeros["laplacian"])
+    with pytest.raises(ValueError, match="padding_mode"):
+        gradient_maps(x, padding_mode="mirror")
+    with pytest.raises(ValueError, match="unknown edge filters"):
+        GradientVarianceLoss(filters=("sobel",))
+
+
+# ---------------------------------------------------------------- λ
+class FakeEdgeBranch(nn.Module):
+    def __init__(self, scale: list[float]) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(scale))
+        self.bias = nn.Parameter(torch.full((len(scale),), 7.0))  # must not be picked up
+
+
+class FakeEDBB(nn.Module):
+    """Only the parameter layout of an EDBB: <block>.sobel_x.scale etc."""
+
+    def __init__(self, sx: list[float], sy: list[float], sl: list[float]) -> None:
+        super().__init__()
+        self.sobel_x, self.sobel_y, self.laplacian = FakeEdgeBranch(sx), FakeEdgeBranch(sy), FakeEdgeBranch(sl)
+        self.conv3x3 = nn.Conv2d(2, 2, 3, padding=1)
+
+
+def fake_net() -> nn.Module:
+    # pooled mean |scale|: x = (1+3+2+2)/4 = 2, y = (0.5+0.5+0.5+0.5)/4 = 0.5, l = (1.5+1.5+1+2)/4 = 1.5; sum 4
+    return nn.Sequential(
+        FakeEDBB([1.0, -3.0], [0.5, -0.5], [1.5, 1.5]),
+        nn.PReLU(2),
+        FakeEDBB([2.0, 2.0], [-0.5, 0.5], [-1.0, 2.0]),
+    )
+
+
+EXPECTED = (2.0 / 4, 0.5 / 4, 1.5 / 4)
+
+
+def test_edge_lambdas_from_scales():
+    got = edge_lambdas_from_scales(torch.tensor([1.0, -3.0]), torch.tensor([0.5]), torch.tensor([-1.5]), factor=2.0)
+    assert got == pytest.approx((2 * 2.0 / 4, 2 * 0.5 / 4, 2 * 1.5 / 4))
+    assert sum(got) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="cannot normalise"):
+        edge_lambdas_from_scales(torch.zeros(2), torch.zeros(2), torch.zeros(2))
+
+
+def test_auto_lambdas_from_network(pair):
+    loss = EdgeGradientLoss(lambdas="auto", auto_factor=3e-3)
+    assert loss.needs_network
+    sr, hr = pair
+    with pytest.raises(RuntimeError, match="set_lambdas_from_network"):
+        loss(to_t(sr), to_t(hr))
+    got = loss.set_lambdas_from_network(fake_net())
+    assert got == pytest.approx(tuple(3e-3 * v for v in EXPECTED))
+    assert not loss.needs_network
+    assert loss.lambdas.tolist() == pytest.approx(list(got))
+    t = loss.terms(to_t(sr), to_t(hr))
+    expected = t["l1"] + sum(g * t[k] for g, k in zip(got, ("sobel_x", "sobel_y", "laplacian")))
+    assert loss(to_t(sr), to_t(hr)).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert not EdgeGradientLoss().needs_network  # fixed λ never wait for a network
+
+
+def test_auto_lambdas_official_names_and_errors():
+    class Official(nn.Module):  # the official training-form EDBB names: conv1x1_sbx.scale, shape (C, 1, 1, 1)
+        def __init__(self) -> None:
+            super().__init__()
+            for name, s in (("conv1x1_sbx", 1.0), ("conv1x1_sby", 2.0), ("conv1x1_lpl", 1.0)):
+                self.add_module(name, FakeEdgeBranch([s, -s]))
+                getattr(self, name).scale.data = getattr(self, name).scale.data.view(2, 1, 1, 1)
+
+    assert EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(Official()) == pytest.approx((0.25, 0.5, 0.25))
+    with pytest.raises(ValueError, match="no edge-branch scale"):  # a deploy-form net has no branch scales
+        EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(nn.Conv2d(3, 3, 3))
+    custom = EdgeGradientLoss(lambdas="auto", scale_suffixes=("a.s", "b.s", "c.s"))
+    net = nn.ModuleDict(
+        {k: nn.ParameterDict({"s": nn.Parameter(torch.tensor([v]))}) for k, v in zip("abc", (1.0, 1.0, 2.0))}
+    )
+    assert custom.set_lambdas_from_network(net) == pytest.approx((0.25, 0.25, 0.5))
+    with pytest.raises(ValueError, match="three floats or 'auto'"):
+        EdgeGradientLoss(lambdas="manual")
+    with pytest.raises(ValueError, match="3 values"):
+        EdgeGradientLoss(lambdas=(1.0, 2.0))
+    with pytest.raises(ValueError, match="only used with lambdas='auto'"):
+        EdgeGradientLoss(edbb_weights="x.pth")
+
+
+def test_auto_lambdas_from_real_edbb():
+    edbb = pytest.importorskip("sr_lightning.archs.edbb")
+    net = nn.Sequential(edbb.EDBB(4, 4), nn.PReLU(4), edbb.EDBB(4, 4))
+    with torch.no_grad():
+        for block in (net[0], net[2]):
+            block.sobel_x.scale.fill_(-0.3)
+            block.sobel_y.scale.fill_(0.1)
+            block.laplacian.scale.fill_(0.2)
+    assert EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(net) == pytest.approx((0.5, 1 / 6, 1 / 3))
+
+
+@pytest.mark.parametrize("fmt", ["plain", "sr_lightning"])
+def test_auto_lambdas_from_weights_file(tmp_path, fmt):
+    net = fake_net()
+    path = tmp_path / "edbb.pth"
+    if fmt == "plain":
+        torch.save(net.state_dict(), path)
+    else:
+        save_weights(net, path)
+    loss = EdgeGradientLoss(lambdas="auto", auto_factor=2.0, edbb_weights=str(path))
+    assert not loss.needs_network
+    assert loss.lambdas.tolist() == pytest.approx([2.0 * v for v in EXPECTED])
+
+
+def test_lambdas_persist_in_state_dict():
+    trained = EdgeGradientLoss(lambdas="auto")
+    trained.set_lambdas_from_network(fake_net())
+    sd = trained.state_dict()
+    assert list(sd) == ["lambdas"]  # the filter bank is a non-persistent buffer
+    resumed = EdgeGradientLoss(lambdas="auto")
+    assert resumed.needs_network
+    resumed.load_state_dict(sd)
+    assert not resumed.needs_network  # a resumed run keeps its λ; the module need not look at the network again
+    assert resumed.lambdas.tolist() == pytest.approx(list(EXPECTED))
+    fixed = EdgeGradientLoss(lambdas=[0.1, 0.2, 0.3])
+    assert EdgeGradientLoss().load_state_dict(fixed.state_dict()) is not None
+    assert fixed.state_dict()["lambdas"].tolist() == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_yaml_configs(tmp_path):
+    from compose import compose_cfg
+
+    cfg = compose_cfg("train", ["loss=eg"], tmp_path)
+    loss = instantiate(cfg.loss)
+    assert isinstance(loss, EdgeGradientLoss) and loss.gv.patch_size == 8
+    assert loss.lambdas.tolist() == pytest.approx([1e-3] * 3) and not loss.needs_network
+    auto = instantiate(compose_cfg("train", ["loss=eg", "loss.lambdas=auto"], tmp_path).loss)
+    assert auto.needs_network
+    gv = instantiate(compose_cfg("train", ["loss=gv", "loss.patch_size=4"], tmp_path).loss)
+    assert isinstance(gv, GradientVarianceLoss) and gv.filters == ("sobel_x", "sobel_y") and gv.patch_size == 4
