@@ -142,7 +142,12 @@ def test_zero_padding_would_be_caught(branch: str, monkeypatch: pytest.MonkeyPat
 def test_each_branch_switch_is_honoured() -> None:
     torch.manual_seed(4)
     c, mid = 4, 8
-    expected = {"conv3x3": c * c * 9 + c, "conv1x1": c * c + c, "identity": 0, "expand": c * mid + mid + mid * c * 9 + c}
+    expected = {
+        "conv3x3": c * c * 9 + c,
+        "conv1x1": c * c + c,
+        "identity": 0,
+        "expand": c * mid + mid + mid * c * 9 + c,
+    }
     expected |= {edge: c * c + 3 * c for edge in ("sobel_x", "sobel_y", "laplacian")}
     for name, n in expected.items():
         assert _n_params(EDBB(c, c, [name])) == n, name

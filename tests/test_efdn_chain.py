@@ -6,10 +6,10 @@ import json
 
 import pytest
 import torch
+from test_entry_points import run
 
 from sr_lightning.archs.efdn import EFDN
 from sr_lightning.weights import load_weights
-from test_entry_points import run
 
 pytestmark = pytest.mark.slow
 

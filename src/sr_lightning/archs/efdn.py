@@ -2,8 +2,9 @@
 
 Written from the official code (icandle/EFDN, models/EFDN_deploy.py). The training form replaces the 3x3
 convolutions inside each EFDB (official ``conv2.rep_conv`` / ``conv3.rep_conv``) by re-parameterizable EDBB
-blocks; pass a factory as ``conv3x3`` for that. Once such a block is folded into a plain ``nn.Conv2d`` sitting
-in the same attribute, the state dict is that of the deploy form.
+blocks; pass a factory as ``conv3x3`` for that (``sr_lightning.archs.edbb.make_edbb`` / ``EDBB``, e.g.
+``functools.partial(EDBB, mode="online")``; conf/model/efdn.yaml selects it). Once such a block is folded into
+a plain ``nn.Conv2d`` sitting in the same attribute, the state dict is that of the deploy form.
 
 Input/output: RGB in [0, 1]. The official forward ends with ``out.clamp(0, 1)``; this module does NOT clamp
 (training needs the gradient everywhere; evaluation clamps when it quantises to uint8, which gives the same
@@ -63,6 +64,9 @@ class EFDN(nn.Module):
     Keys: ``head``, ``blocks.{i}.{conv1,act1,conv2,act2,conv3,act3,distill.{0-3},fuse,esa.*}``,
     ``fuse.{j}``, ``tail``. :meth:`convert_official` maps the official deploy keys onto these.
     """
+
+    #: state-dict prefixes of the upsampler: re-initialised by `init_from` when the scale changes
+    upsampler_prefixes: tuple[str, ...] = ("tail",)
 
     def __init__(
         self,
