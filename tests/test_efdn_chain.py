@@ -34,10 +34,16 @@ def test_four_stage_chain_x4(train_dir, benchmark_dir, tmp_path):
         f"paths.benchmark_dir={benchmark_dir}",
     )
     for stage in ("1_pretrain", "2_eg", "3_finetune", "4_reparam"):
-        run("sr_lightning.train", f"experiment=efdn/{stage}", *common, cwd=tmp_path)
+        # stage 2 with λ = auto: taken at fit start from the EDBB edge-branch scales of the stage-1 network
+        extra = ("loss.lambdas=auto",) if stage == "2_eg" else ()
+        run("sr_lightning.train", f"experiment=efdn/{stage}", *common, *extra, cwd=tmp_path)
         assert (logs / "efdn_x4" / stage / "weights" / "model.pth").is_file(), stage
 
     chain = logs / "efdn_x4"
+    eg_ckpt = torch.load(chain / "2_eg" / "checkpoints" / "last.ckpt", weights_only=False)
+    lambdas = eg_ckpt["state_dict"]["loss.lambdas"]
+    assert torch.isfinite(lambdas).all() and (lambdas > 0).all()
+    assert lambdas.sum().item() == pytest.approx(3e-3, rel=1e-5)  # auto λ sum to loss.auto_factor
     stage1 = torch.load(chain / "1_pretrain" / "weights" / "model.pth", weights_only=True)["state_dict"]
     stage2 = torch.load(chain / "2_eg" / "weights" / "model.pth", weights_only=True)["state_dict"]
     assert stage1["tail.weight"].shape[0] == 3 * 2**2 and stage2["tail.weight"].shape[0] == 3 * 4**2

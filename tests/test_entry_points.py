@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -10,6 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from sr_lightning.archs.efdn import EFDN
+from sr_lightning.utils.complexity import count_macs
 
 pytestmark = pytest.mark.slow
 
@@ -189,3 +193,11 @@ def test_multirun_sweep(tmp_path):
         assert (r / "weights" / "model.pth").is_file()
         lrs.add(float((r / ".hydra" / "overrides.yaml").read_text().split("stage.optimizer.lr=")[1].split()[0]))
     assert lrs == {1e-3, 2e-3}
+    # The sweep's summary table: one row per run with its size, MACs and validation PSNR.
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [r["run"] for r in rows] == ["0", "1"]
+    deploy_macs = count_macs(EFDN(scale=4), 4)  # MACs are counted on the folded (deploy) network
+    for r in rows:
+        assert int(r["num_params"]) == 723_552  # default model: EFDN x4 training form, seven-branch EDBBs
+        assert int(r["macs_720p"]) == deploy_macs and float(r["val_psnr"]) > 10
+    assert "| run | overrides | num_params |" in (sweep / "summary.md").read_text()

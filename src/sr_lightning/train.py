@@ -8,6 +8,7 @@ Examples:
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.utils.complexity import count_macs
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
 from sr_lightning.weights import count_parameters, init_weights_from, load_weights, save_weights
@@ -37,17 +39,32 @@ def train(cfg: DictConfig) -> dict:
         reinit = init_weights_from(module.net, cfg.init_from)
         log.info("initialised from %s%s", cfg.init_from, f"; re-initialised {reinit}" if reinit else "")
     n_params = count_parameters(module.net)
-    log.info("%s x%d: %d parameters", type(module.net).__name__, cfg.scale, n_params)
+    macs = count_macs(module.net, int(cfg.scale))
+    log.info(
+        "%s x%d: %d parameters, %.2f G MACs (720p output)", type(module.net).__name__, cfg.scale, n_params, macs / 1e9
+    )
     hparams = loggable_config(cfg)
-    hparams["num_params"] = n_params
+    hparams.update(num_params=n_params, macs_720p=macs)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
+        logger.log_metrics({"model/num_params": n_params, "model/macs_720p": macs}, step=0)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-
     out_dir = Path(cfg.paths.output_dir)
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt_cb = trainer.checkpoint_callback
+    best_psnr = getattr(ckpt_cb, "best_model_score", None)
+    if trainer.is_global_zero:  # per-run summary, gathered by the sweep summary callback of multiruns
+        summary = {
+            "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
+            "num_params": n_params,
+            "macs_720p": macs,
+            "val_psnr": float(best_psnr) if best_psnr is not None else metrics.get("val/psnr"),
+            "val_ssim": metrics.get("val/ssim"),
+            "steps": trainer.global_step,
+        }
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    best = ckpt_cb.best_model_path if ckpt_cb else ""
     if cfg.get("test"):
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         results = module.test_results
