@@ -21,6 +21,19 @@ pytestmark = pytest.mark.slow
 REFERENCE = {
     ("efdn", 2): {"Set5": (37.9400, 0.9602), "Set14": (33.4361, 0.9165)},
     ("efdn", 4): {"Set5": (32.0797, 0.8931), "Set14": (28.5870, 0.7809)},
+    ("fdiwn", 2): {"Set5": (38.0583, 0.9607), "Set14": (33.7124, 0.9195)},
+    ("fdiwn-chop", 2): {"Set5": (38.0666, 0.9608), "Set14": (33.7562, 0.9201)},
+    ("fdiwn", 3): {"Set5": (34.5120, 0.9280), "Set14": (30.3791, 0.8427)},
+    ("fdiwn-chop", 3): {"Set5": (34.5195, 0.9281), "Set14": (30.4206, 0.8438)},
+    ("fdiwn", 4): {"Set5": (32.2168, 0.8954), "Set14": (28.6398, 0.7826)},
+    ("fdiwn-chop", 4): {"Set5": (32.2267, 0.8955), "Set14": (28.6606, 0.7829)},
+}
+PARAMS = {
+    ("efdn", 2): 260_604,
+    ("efdn", 4): 276_192,
+    ("fdiwn", 2): 629_176,
+    ("fdiwn", 3): 646_486,
+    ("fdiwn", 4): 663_848,
 }
 
 # A training run of two steps on the embedded sample data, no test loop.
@@ -48,22 +61,28 @@ def run(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.mark.parametrize("scale", [2, 4])
-def test_official_efdn_reproduces_reference(scale, official_weights_dir, benchmark_dir, tmp_path):
-    weights = official_weights_dir / f"efdn_x{scale}_official.pth"
+@pytest.mark.parametrize(
+    ("model", "scale", "chop"),
+    [("efdn", 2, False), ("efdn", 4, False)] + [("fdiwn", s, c) for s in (2, 3, 4) for c in (False, True)],
+)
+def test_official_checkpoints_reproduce_reference(model, scale, chop, official_weights_dir, benchmark_dir, tmp_path):
+    weights = official_weights_dir / (
+        f"efdn_x{scale}_official.pth" if model == "efdn" else f"fdiwn_x{scale}_official.pt"
+    )
     proc = run(
         "sr_lightning.test",
-        "model=efdn",
+        f"model={model}",
         f"scale={scale}",
         f"weights={weights}",
+        f"chop={str(chop).lower()}",
         "test_sets=[Set5,Set14]",
         f"paths.benchmark_dir={benchmark_dir}",
         f"hydra.run.dir={tmp_path}",
         cwd=tmp_path,
     )
     report = json.loads((tmp_path / "benchmark.json").read_text())
-    assert report["num_params"] == {2: 260_604, 4: 276_192}[scale]
-    for name, (psnr, ssim) in REFERENCE[("efdn", scale)].items():
+    assert report["num_params"] == PARAMS[(model, scale)] and report["chop"] is chop
+    for name, (psnr, ssim) in REFERENCE[(f"{model}-chop" if chop else model, scale)].items():
         row = report["sets"][name]
         assert row["lr_source"] == "official"
         assert row["images"] == {"Set5": 5, "Set14": 14}[name]
@@ -201,3 +220,51 @@ def test_multirun_sweep(tmp_path):
         assert int(r["num_params"]) == 723_552  # default model: EFDN x4 training form, seven-branch EDBBs
         assert int(r["macs_720p"]) == deploy_macs and float(r["val_psnr"]) > 10
     assert "| run | overrides | num_params |" in (sweep / "summary.md").read_text()
+
+
+def test_fdiwn_blocks_sweep(tmp_path):
+    """hparams_search=fdiwn_blocks on a 2x2 subset with a tiny budget: one summary table in the sweep directory."""
+    sweep = tmp_path / "sweep"
+    run(
+        "sr_lightning.train",
+        "hparams_search=fdiwn_blocks",
+        "model.num_groups=1,2",
+        "model.num_wdib=1,2",
+        "scale=2",
+        *TINY_TRAIN,
+        "trainer.limit_val_batches=1",
+        "logger=csv",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 4
+    by_cfg = {}
+    for r in rows:
+        groups = int(r["overrides"].split("model.num_groups=")[1].split()[0])
+        wdib = int(r["overrides"].split("model.num_wdib=")[1].split()[0])
+        by_cfg[(groups, wdib)] = (int(r["num_params"]), int(r["macs_720p"]), float(r["val_psnr"]))
+    assert set(by_cfg) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert by_cfg[(1, 1)][0] < by_cfg[(1, 2)][0] < by_cfg[(2, 2)][0] and by_cfg[(1, 1)][0] < by_cfg[(2, 1)][0]
+    assert by_cfg[(1, 1)][1] < by_cfg[(2, 2)][1]
+    assert all(10 < v[2] < 60 for v in by_cfg.values())
+    assert (sweep / "summary.md").read_text().count("\n") == 2 + 4
+
+
+def test_two_process_training_as_users_type_it(tmp_path):
+    """`python -m sr_lightning.train model=fdiwn scale=3 trainer.devices=2` (DDP over two CPU processes here)."""
+    run_dir = tmp_path / "run"
+    run(
+        "sr_lightning.train",
+        "model=fdiwn",
+        "scale=3",
+        "trainer.devices=2",
+        *TINY_TRAIN,
+        "trainer.limit_val_batches=1",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_params"] == 646_486 and summary["steps"] == 2
+    sd = torch.load(run_dir / "weights" / "model.pth", weights_only=True)["state_dict"]
+    assert sd["up1.1.weight"].shape[0] == 3 * 3**2

@@ -13,6 +13,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.config import conf_dir, register_resolvers
 from sr_lightning.utils.instantiate import build
 from sr_lightning.utils.report import report
@@ -30,7 +31,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         )
     datamodule, module, trainer = build(cfg)
     kind = load_weights(module.net, cfg.weights)
-    log.info("loaded %s (%s)", cfg.weights, kind)
+    n_params = count_parameters(module.net)  # as loaded (the papers' counts), before folding
+    folded = to_deploy_form(module.net)  # evaluate what is deployed (same outputs, faster)
+    log.info("loaded %s (%s); folded for inference: %s", cfg.weights, kind, folded)
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
     if trainer.is_global_zero:  # under DDP every rank holds the synchronised results; rank 0 reports
@@ -44,7 +47,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
             weights=str(cfg.weights),
             weights_kind=kind,
             chop=bool(cfg.chop),
-            num_params=count_parameters(module.net),
+            num_params=n_params,
         )
         log.info("wrote %s", path)
     return results

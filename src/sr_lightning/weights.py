@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.deploy import to_deploy_form
 
 FORMAT = "sr_lightning"
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
@@ -64,14 +64,13 @@ def _fit_keys(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Te
 
 
 def match_state_dict(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """Bring `sd` into `net`'s naming. A deploy-form checkpoint given to a training-form network (one holding
-    re-parameterizable blocks) folds the network first, in place. None when nothing fits."""
+    """Bring `sd` into `net`'s naming. A deploy-form checkpoint given to a training-form network (re-parameterizable
+    blocks, weight-normalised convs) folds the network first, in place. None when nothing fits."""
     fitted = _fit_keys(net, sd)
-    if fitted is None and network_form(net) == "train":
+    if fitted is None:
         folded = copy.deepcopy(net)
-        reparameterize_model(folded)
-        if _fit_keys(folded, sd) is not None:
-            reparameterize_model(net)
+        if any(to_deploy_form(folded).values()) and _fit_keys(folded, sd) is not None:
+            to_deploy_form(net)
             fitted = _fit_keys(net, sd)
     return fitted
 

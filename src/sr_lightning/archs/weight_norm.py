@@ -43,16 +43,33 @@ def fold_weight_norm(net: nn.Module) -> int:
     the same function. Tensors carrying other parametrizations (alone or chained with weight norm) are left alone.
     Returns the number of folded tensors.
     """
-    folded = 0
-    for module in net.modules():
-        if has_weight_norm(module):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-            folded += 1
-    return folded
+    # Each module is *replaced* by an unparametrized twin instead of `parametrize.remove_parametrizations`: the
+    # latter edits the module's dynamically created class, which `copy.deepcopy` shares between copies, so folding
+    # a copy (for export or MAC counting) would break the original network.
+    names = [name for name, module in net.named_modules() if name and has_weight_norm(module)]
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = net.get_submodule(parent_name) if parent_name else net
+        setattr(parent, attr, _without_weight_norm(getattr(parent, attr)))
+    if has_weight_norm(net):
+        raise ValueError("fold_weight_norm cannot replace the root module itself; fold its parent instead")
+    return len(names)
+
+
+def _without_weight_norm(module: nn.Module) -> nn.Module:
+    """A plain module of the original class sharing everything with `module` but holding `weight` as a parameter."""
+    weight = module.weight.detach().clone()
+    cls = parametrize.type_before_parametrizations(module)
+    plain = cls.__new__(cls)
+    plain.__dict__.update(module.__dict__)  # hyper-parameters, bias, hooks (copy.copy refuses parametrized modules)
+    plain._parameters = {**module._parameters, "weight": nn.Parameter(weight, requires_grad=weight.requires_grad)}
+    plain._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
+    plain._buffers = dict(module._buffers)
+    return plain
 
 
 def legacy_weight_norm_key(key: str) -> str:
-    """``a.b.weight_g`` -> ``a.b.parametrizations.weight.original0`` (``weight_v`` -> ``original1``); others unchanged."""
+    """``a.weight_g`` -> ``a.parametrizations.weight.original0`` (``weight_v`` -> ``original1``); others unchanged."""
     prefix, _, leaf = key.rpartition(".")
     if leaf in LEGACY_NAMES:
         return f"{prefix}.{LEGACY_NAMES[leaf]}" if prefix else LEGACY_NAMES[leaf]

@@ -41,9 +41,7 @@ class FSWG(nn.Module):
         self.shuffle_groups = shuffle_groups
         self.wdib = nn.ModuleList(WDIB(channels, expansion, sa_groups) for _ in range(num_wdib))
         # conv3x3(o_{k-2}) added to the input of WDIB k >= 3 (official ``conv``)
-        self.skip = nn.ModuleList(
-            nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(num_wdib - 2)
-        )
+        self.skip = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1, bias=False) for _ in range(num_wdib - 2))
         # grouped fusion convs (official ``conv1``, ``conv2``)
         self.fuse = nn.ModuleList(
             nn.Conv2d(2 * channels, channels, 3, padding=1, groups=shuffle_groups, bias=False)

@@ -115,7 +115,9 @@ class FDIWN(nn.Module):
         self.rgb_range = float(rgb_range)
         self.schedule = tuple(int(g) for g in (default_schedule(num_groups) if schedule is None else schedule))
         if not self.schedule or sorted(set(self.schedule)) != list(range(num_groups)):
-            raise ValueError(f"schedule {self.schedule} must call each of the {num_groups} FSWGs (indices 0..{num_groups - 1}) at least once")
+            raise ValueError(
+                f"schedule {self.schedule} must call each of the {num_groups} FSWGs (0..{num_groups - 1}) at least once"
+            )
         self.expansion, self.up_widths, self.up2_input = self._resolve(scale, preset, expansion, up_widths, up2_input)
 
         self.sub_mean = _mean_shift(self.rgb_range, rgb_mean, -1.0)

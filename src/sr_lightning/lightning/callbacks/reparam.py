@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import network_form, reparameterize_model
 from sr_lightning.weights import save_weights
 
@@ -52,7 +53,7 @@ class Reparameterize(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.export_path and trainer.is_global_zero:
             deploy = copy.deepcopy(pl_module.net)
-            reparameterize_model(deploy)
+            to_deploy_form(deploy)
             save_weights(deploy, Path(self.export_path), {"form": "deploy", "network": type(deploy).__name__})
             log.info("exported deploy-form weights to %s", self.export_path)
 
