@@ -240,3 +240,16 @@ def test_folding_a_copy_leaves_the_original_intact():
     with torch.no_grad():
         torch.testing.assert_close(twin(x), net(x), rtol=1e-5, atol=1e-4)
     assert any(k.endswith("original0") for k in net.state_dict())
+
+
+@pytest.mark.parametrize("num_groups", [1, 2, 3])
+def test_every_fig6_depth_builds_and_runs(num_groups):
+    """The hparams_search=fdiwn_blocks grid: FSWG calls 2/4/6 (num_groups 1/2/3) x WDIBs 1..4."""
+    sizes = []
+    for num_wdib in (1, 2, 3, 4):
+        net = FDIWN(scale=2, num_groups=num_groups, num_wdib=num_wdib).eval()
+        assert len(net.schedule) == 2 * num_groups
+        with torch.no_grad():
+            assert net(torch.rand(1, 3, 9, 11)).shape == (1, 3, 18, 22)
+        sizes.append(sum(p.numel() for p in net.parameters()))
+    assert sizes == sorted(set(sizes))  # strictly more parameters with every WDIB

@@ -8,8 +8,9 @@ With n WDIBs B_1..B_n (official: n = 3):
 
 ``shuffle`` is a channel shuffle and ``gconv3x3`` a grouped 2C -> C conv (official: 4 groups each, no bias).
 The paper describes the fusion as concatenation -> group conv -> channel shuffle; the official code (followed
-here) shuffles the concatenation *before* the group conv, and both fusions use the same 4-group shuffle. For n > 3
-the o_{k-1} + conv(o_{k-2}) input pattern and the fusion chain are our extension of the n = 3 wiring.
+here) shuffles the concatenation *before* the group conv, and both fusions use the same 4-group shuffle. For n != 3
+(the paper's Fig. 6 study, n = 1..4) the formulas above are applied as written: this is our extension of the n = 3
+wiring (n = 1: no skip or fusion convs, y = lambda_x * 2 o_1 + lambda_res * WIRW(x)).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class FSWG(nn.Module):
         sa_groups: int = 6,
     ) -> None:
         super().__init__()
-        if num_wdib < 2:
-            raise ValueError(f"an FSWG needs at least 2 WDIBs, got {num_wdib}")
+        if num_wdib < 1:
+            raise ValueError(f"an FSWG needs at least 1 WDIB, got {num_wdib}")
         if (2 * channels) % shuffle_groups or channels % shuffle_groups:
             raise ValueError(f"channels ({channels}) must be divisible by shuffle_groups ({shuffle_groups})")
         self.shuffle_groups = shuffle_groups
