@@ -3,6 +3,8 @@ folder is absent, except under SR_REQUIRE_SHARED=1 (CI), where they fail."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,17 @@ def official_weights_dir() -> Path:
 @pytest.fixture(scope="session")
 def train_dir() -> Path:
     return require_shared("data/train")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Decoded-image and scan caches of the whole session (subprocesses inherit it) go to a temporary folder,
+    not to the user's ~/.cache/sr_lightning."""
+    path = tmp_path_factory.mktemp("sr_cache")
+    previous = os.environ.get("SR_CACHE_DIR")
+    os.environ["SR_CACHE_DIR"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("SR_CACHE_DIR", None)
+    else:
+        os.environ["SR_CACHE_DIR"] = previous

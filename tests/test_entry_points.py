@@ -217,7 +217,8 @@ def test_multirun_sweep(tmp_path):
     assert [r["run"] for r in rows] == ["0", "1"]
     deploy_macs = count_macs(EFDN(scale=4), 4)  # MACs are counted on the folded (deploy) network
     for r in rows:
-        assert int(r["num_params"]) == 723_552  # default model: EFDN x4 training form, seven-branch EDBBs
+        assert int(r["num_params"]) == 276_192  # the deploy form, next to its MACs
+        assert int(r["num_params_train"]) == 723_552  # default model: EFDN x4 training form, seven-branch EDBBs
         assert int(r["macs_720p"]) == deploy_macs and float(r["val_psnr"]) > 10
     assert "| run | overrides | num_params |" in (sweep / "summary.md").read_text()
 
@@ -265,6 +266,7 @@ def test_two_process_training_as_users_type_it(tmp_path):
         cwd=tmp_path,
     )
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["num_params"] == 646_486 and summary["steps"] == 2
+    # the paper's count is the weight-normalised training form; the deploy form bakes each (g, v) into one weight
+    assert summary["num_params_train"] == 646_486 and summary["num_params"] == 640_402 and summary["steps"] == 2
     sd = torch.load(run_dir / "weights" / "model.pth", weights_only=True)["state_dict"]
     assert sd["up1.1.weight"].shape[0] == 3 * 3**2

@@ -108,7 +108,8 @@ def test_tensor_conversions_and_float_save(tmp_path: Path) -> None:
     assert t.dtype == torch.float32 and t.shape == (3, 4, 6)
     assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
     assert np.array_equal(to_uint8(t), a)
-    # clamping and rounding half up
+    # clamping and rounding half up (exact: float32(0.5 / 255) * 255 rounds to exactly 0.5 under IEEE
+    # round-to-nearest, and the product and the + 0.5 are separate, correctly rounded operations)
     x = torch.tensor([-0.5, 0.0, 0.5 / 255, 1.49 / 255, 1.0, 2.0]).view(1, 1, 6).repeat(3, 1, 1)
     assert to_uint8(x)[0, :, 0].tolist() == [0, 0, 1, 1, 255, 255]
     save_image(tmp_path / "t.png", t)

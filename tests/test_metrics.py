@@ -5,6 +5,7 @@ SR stand-in: the official MATLAB-bicubic LR image upscaled back with PIL bicubic
 
 from __future__ import annotations
 
+import math
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _tolerance import assert_within, gamma, unit_roundoff
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
@@ -52,6 +54,25 @@ def np_ssim(sr_u8: np.ndarray, hr_u8: np.ndarray, s: int) -> float:
     s12 = filt(x * y) - mu1 * mu2
     m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2))
     return float(m.mean())
+
+
+# Tolerances. Ours and the reference are float64 throughout: Y within gamma(5) * 235 (~1e-13), the PSNR of a mean
+# of n squares within 10 / ln 10 * gamma(n + 4) (~1e-11 dB for n ~ 1e4), SSIM's local variances E[x^2] - mu^2 within
+# ~2 gamma(22) * 235^2 (~3e-10) against denominators >= C2 = 58.5 (~1e-11 per pixel). 1e-6 is 1e4 times above
+# these bounds and 1e3 times below the smallest protocol change these tests tell apart.
+FLOAT64_METRIC_TOL = 1e-6
+
+
+def tm_psnr_bound(psnr: float, mse: float, n_updates: int) -> float:
+    """Bound (dB) on torchmetrics' PSNR rounding: its states and formula are float32.
+
+    SSE summed into a float32 state (gamma(n_updates + 1)), / count (u); 2 log(255) - log(mse) with logs within one
+    ulp (2 u |log|) and a rounded subtraction; times 10 / log(10) (float32 log, division, product: gamma(4)).
+    """
+    u, log255, log_mse = unit_roundoff(), 2 * math.log(255.0), math.log(mse)
+    base = log255 - log_mse
+    err_base = gamma(n_updates + 2) + 2 * u * (log255 + abs(log_mse)) + u * abs(base)
+    return 10 / math.log(10) * err_base + gamma(4) * abs(psnr)
 
 
 # ----------------------------------------------------------------------------- real data
@@ -100,8 +121,8 @@ def test_per_image_values_match_numpy(benchmark_dir, scale):
         p = psnr_y(to_t(sr), to_t(hr), scale)
         s = ssim_y(to_t(sr), to_t(hr), scale)
         assert p.shape == s.shape == (1,) and p.dtype == s.dtype == torch.float64
-        assert abs(p.item() - np_psnr(sr, hr, scale)) < 1e-6
-        assert abs(s.item() - np_ssim(sr, hr, scale)) < 1e-6
+        assert abs(p.item() - np_psnr(sr, hr, scale)) < FLOAT64_METRIC_TOL
+        assert abs(s.item() - np_ssim(sr, hr, scale)) < FLOAT64_METRIC_TOL
         assert 15.0 < p.item() < 45.0 and 0.3 < s.item() < 1.0  # a real, imperfect reconstruction
 
 
@@ -109,7 +130,7 @@ def test_per_image_values_match_numpy(benchmark_dir, scale):
 def test_full_image_psnr_matches_numpy(benchmark_dir):
     for name in ["baby", "head", "woman"]:
         sr, hr = load_pair(benchmark_dir, "Set5", name, 3)
-        assert abs(psnr_y(to_t(sr), to_t(hr), 3).item() - np_psnr(sr, hr, 3)) < 1e-6
+        assert abs(psnr_y(to_t(sr), to_t(hr), 3).item() - np_psnr(sr, hr, 3)) < FLOAT64_METRIC_TOL
 
 
 @pytest.mark.shared
@@ -120,8 +141,8 @@ def test_batch_gives_per_image_scores(benchmark_dir):
     hr_b = torch.cat([to_t(hr) for _, hr in pairs])
     expected_p = [np_psnr(sr, hr, 2) for sr, hr in pairs]
     expected_s = [np_ssim(sr, hr, 2) for sr, hr in pairs]
-    np.testing.assert_allclose(psnr_y(sr_b, hr_b, 2).numpy(), expected_p, atol=1e-6)
-    np.testing.assert_allclose(ssim_y(sr_b, hr_b, 2).numpy(), expected_s, atol=1e-6)
+    np.testing.assert_allclose(psnr_y(sr_b, hr_b, 2).numpy(), expected_p, rtol=0, atol=FLOAT64_METRIC_TOL)
+    np.testing.assert_allclose(ssim_y(sr_b, hr_b, 2).numpy(), expected_s, rtol=0, atol=FLOAT64_METRIC_TOL)
 
 
 @pytest.mark.shared
@@ -131,9 +152,10 @@ def test_gray_image_scored_as_replicated_rgb(benchmark_dir):
     sr, hr = sr[:120, :100], hr[:120, :100]
     g_sr, g_hr = to_t(sr)[:, :1], to_t(hr)[:, :1]
     assert torch.equal(rgb_to_y(quantize(g_sr)), rgb_to_y(quantize(to_t(sr))))
+    # exact: the same float64 operations on the same values (the gray channel expanded vs stored three times)
     assert psnr_y(g_sr, g_hr, 4).item() == psnr_y(to_t(sr), to_t(hr), 4).item()
-    assert abs(psnr_y(g_sr, g_hr, 4).item() - np_psnr(sr, hr, 4)) < 1e-6
-    assert abs(ssim_y(g_sr, g_hr, 4).item() - np_ssim(sr, hr, 4)) < 1e-6
+    assert abs(psnr_y(g_sr, g_hr, 4).item() - np_psnr(sr, hr, 4)) < FLOAT64_METRIC_TOL
+    assert abs(ssim_y(g_sr, g_hr, 4).item() - np_ssim(sr, hr, 4)) < FLOAT64_METRIC_TOL
 
 
 @pytest.mark.shared
@@ -148,8 +170,8 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
     ours_s = np.array([ssim_y(to_t(a), to_t(b), s).item() for a, b in pairs])
     ref_p = np.array([np_psnr(a, b, s) for a, b in pairs])
     ref_s = np.array([np_ssim(a, b, s) for a, b in pairs])
-    np.testing.assert_allclose(ours_p, ref_p, atol=1e-6)
-    np.testing.assert_allclose(ours_s, ref_s, atol=1e-6)
+    np.testing.assert_allclose(ours_p, ref_p, rtol=0, atol=FLOAT64_METRIC_TOL)
+    np.testing.assert_allclose(ours_s, ref_s, rtol=0, atol=FLOAT64_METRIC_TOL)
 
     # The exact same Y inputs (quantised, float Y, shaved) fed to the libraries:
     ys = [(shave(rgb_to_y(quantize(to_t(a))), s), shave(rgb_to_y(quantize(to_t(b))), s)) for a, b in pairs]
@@ -161,8 +183,9 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
     sse = sum(float(((ya - yb) ** 2).sum()) for ya, yb in ys)
     npix = sum(ya.numel() for ya, _ in ys)
     pooled = 10 * np.log10(255.0**2 / (sse / npix))
-    assert abs(tm_psnr.compute().item() - pooled) < 1e-6
-    assert abs(pooled - ref_p.mean()) > 0.1
+    # torchmetrics keeps float32 states and computes in float32: a few 1e-6 dB, not float64's 1e-11
+    assert abs(tm_psnr.compute().item() - pooled) <= tm_psnr_bound(pooled, sse / npix, len(ys))
+    assert abs(pooled - ref_p.mean()) > 0.1  # 2.0 dB here
 
     # RGB PSNR (what PeakSignalNoiseRatio(data_range=1.0) gives on the [0,1] tensors) is not Y PSNR.
     rgb = [
@@ -184,8 +207,10 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
         k_full.append(kornia.metrics.ssim(ka, kb, 11, max_val=1.0, padding="valid").mean().item())
     assert np.all(np.abs(np.array(k_full) - ref_s) > 1e-3)
     # ...while kornia with the MATLAB settings ('valid', L = 255, no eps) on our Y agrees: a third opinion.
+    # float64 with a 2-D 11x11 window: E[x^2] within gamma(121) * 235^2 ~ 7e-10, so the variances within ~1.5e-9,
+    # over denominators >= C2 = 58.5: <= ~1e-10 per SSIM value (ours too), inside 1e-9.
     k_valid = [kornia.metrics.ssim(ya, yb, 11, 255.0, eps=0.0, padding="valid").mean().item() for ya, yb in ys]
-    np.testing.assert_allclose(k_valid, ref_s, atol=1e-9)
+    np.testing.assert_allclose(k_valid, ref_s, rtol=0, atol=1e-9)
 
 
 @pytest.mark.shared
@@ -198,8 +223,8 @@ def test_metric_is_mean_of_per_image_scores(benchmark_dir):
         ms.update(to_t(a), to_t(b))
     per_p = [np_psnr(a, b, s) for a, b in pairs]
     per_s = [np_ssim(a, b, s) for a, b in pairs]
-    assert abs(mp_.compute().item() - np.mean(per_p)) < 1e-6
-    assert abs(ms.compute().item() - np.mean(per_s)) < 1e-6
+    assert abs(mp_.compute().item() - np.mean(per_p)) < FLOAT64_METRIC_TOL
+    assert abs(ms.compute().item() - np.mean(per_s)) < FLOAT64_METRIC_TOL
     assert mp_.compute().dtype == torch.float64
     # not the PSNR of the pooled MSE over all pixels
     d = np.concatenate([(np_y(a)[s:-s, s:-s] - np_y(b)[s:-s, s:-s]).ravel() for a, b in pairs])
@@ -264,6 +289,7 @@ def test_distributed_sync_equals_single_process(benchmark_dir, tmp_path):
     for rank in range(2):
         res = torch.load(tmp_path / f"rank{rank}.pt")
         assert int(res["local_count"]) == len(shards[rank])
+        # float64 sums of 5 scores (< 50) in another order: <= 2 gamma(6) * 250 ~ 3e-13, far inside 1e-9
         assert abs(res["psnr"].item() - single_p.compute().item()) < 1e-9
         assert abs(res["ssim"].item() - single_s.compute().item()) < 1e-9
     # a rank alone would give another value: the sync mattered
@@ -296,10 +322,12 @@ def test_y_formula_and_shave():
     rgb = torch.tensor([0.0, 255.0, 10.0, 200.0]).view(1, 1, 2, 2).expand(1, 3, 2, 2).clone()
     rgb[:, 1] = 100.0
     y = rgb_to_y(rgb)
-    expected = 16 + (65.481 * rgb[:, 0] + 128.553 * 100.0 + 24.966 * rgb[:, 2]) / 255
+    rgb64 = rgb.double()
+    expected = 16 + (65.481 * rgb64[:, 0] + 128.553 * 100.0 + 24.966 * rgb64[:, 2]) / 255
     assert y.shape == (1, 1, 2, 2) and y.dtype == torch.float64
-    assert torch.allclose(y[:, 0], expected.double())
-    assert rgb_to_y(torch.full((1, 3, 1, 1), 255.0)).item() == pytest.approx(235.0)  # 16 + 219
+    # float64: 3 products, 3 additions, a division, all terms >= 0: within gamma(7) * Y each
+    assert_within(y[:, 0], expected, 2 * gamma(7, torch.float64) * expected, "Y")
+    assert rgb_to_y(torch.full((1, 3, 1, 1), 255.0)).item() == pytest.approx(235.0, rel=gamma(7, torch.float64))
     img = torch.arange(36.0).view(1, 1, 6, 6)
     assert torch.equal(shave(img, 2), img[..., 2:4, 2:4])
     assert shave(img, 0) is img
@@ -309,6 +337,7 @@ def test_identical_images_and_empty_metric():
     torch.manual_seed(0)
     img = torch.rand(2, 3, 24, 24)
     assert torch.isinf(psnr_y(img, img, 2)).all()
+    # 1 up to float64 rounding of the moments (~1e-11, see FLOAT64_METRIC_TOL's derivation); allclose allows 1e-5
     assert torch.allclose(ssim_y(img, img, 2), torch.ones(2, dtype=torch.float64))
     m = PSNRY(2)
     m.update(img, img)
@@ -327,6 +356,7 @@ def test_states_stay_float64_under_module_dtype_casts():
     for m in (PSNRY(2).to(torch.bfloat16), PSNRY(2).half(), PSNRY(2).to("cpu", torch.float16)):
         assert m.score_sum.dtype == m.count.dtype == torch.float64
         m.update(a, b)
+        # exact: the update scores in float64 from the same float32 inputs whatever the module dtype
         assert m.compute().dtype == torch.float64 and m.compute().item() == ref.compute().item()
         m.reset()
         assert m.score_sum.dtype == torch.float64

@@ -3,19 +3,21 @@ in checkpoints and exports deploy weights (real photographs from the embedded sa
 
 from __future__ import annotations
 
+import copy
+
 import lightning as L
 import pytest
 import torch
+from _lightning_helpers import sample_datamodule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from sr_lightning.archs.edbb import EDBB, make_edbb
-from sr_lightning.archs.reparam import network_form
-from sr_lightning.data.datamodule import SRDataModule
+from sr_lightning.archs.reparam import network_form, reparameterize_model
 from sr_lightning.data.sample import SampleImages
 from sr_lightning.lightning.callbacks import Reparameterize
 from sr_lightning.lightning.module import SRModule
-from sr_lightning.weights import load_weights
+from sr_lightning.weights import load_weights, save_weights
 
 
 def tiny_net() -> nn.Module:
@@ -32,17 +34,6 @@ def tiny_net() -> nn.Module:
     )
 
 
-def datamodule() -> SRDataModule:
-    return SRDataModule(
-        train=SampleImages("train", scale=2),
-        val=SampleImages("heldout", scale=2),
-        scale=2,
-        lr_patch_size=16,
-        batch_size=2,
-        num_workers=0,
-    )
-
-
 def fit(net: nn.Module, tmp_path, callback: Reparameterize, max_steps: int, ckpt_path=None) -> SRModule:
     module = SRModule(net, nn.L1Loss(), optimizer=lambda params: torch.optim.Adam(params, lr=1e-3), scale=2)
     trainer = L.Trainer(
@@ -56,7 +47,7 @@ def fit(net: nn.Module, tmp_path, callback: Reparameterize, max_steps: int, ckpt
         default_root_dir=tmp_path,
         callbacks=[callback, ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)],
     )
-    trainer.fit(module, datamodule=datamodule(), ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=sample_datamodule(), ckpt_path=ckpt_path)
     return module
 
 
@@ -80,19 +71,20 @@ def test_fold_mid_training_rebuilds_the_optimizer(tmp_path):
         limit_val_batches=0,
         callbacks=[Reparameterize(at=2, unit="step"), Spy()],
     )
-    trainer.fit(module, datamodule=datamodule())
+    trainer.fit(module, datamodule=sample_datamodule())
     assert seen == ["train", "train", "deploy", "deploy"], seen
     assert not any(isinstance(m, EDBB) for m in module.net.modules())
 
 
 def test_fit_start_fold_export_and_resume(tmp_path):
     export = tmp_path / "deploy.pth"
-    module = fit(tiny_net(), tmp_path, Reparameterize(at="fit_start", export_path=str(export)), max_steps=2)
+    module = fit(tiny_net(), tmp_path, Reparameterize(at="fit_start"), max_steps=2)
     assert network_form(module.net) == "deploy"
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     assert ckpt["sr_form"] == "deploy"
 
-    # The exported deploy file loads into a freshly built training-form network (which folds) and matches.
+    # Deploy weights load into a freshly built training-form network (which folds) and match.
+    save_weights(module.net, export)
     fresh = tiny_net()
     load_weights(fresh, export)
     x = SampleImages("heldout", scale=2)[0]["lr"][None, :, :40, :40]
@@ -110,10 +102,13 @@ def test_fit_start_fold_export_and_resume(tmp_path):
     assert network_form(resumed.net) == "deploy"
 
 
-def test_export_folds_a_copy_and_keeps_training_form(tmp_path):
+def test_never_keeps_training_form_and_its_fold_matches(tmp_path):
     export = tmp_path / "deploy.pth"
-    module = fit(tiny_net(), tmp_path, Reparameterize(at="never", export_path=str(export)), max_steps=2)
-    assert network_form(module.net) == "train" and export.is_file()
+    module = fit(tiny_net(), tmp_path, Reparameterize(at="never"), max_steps=2)
+    assert network_form(module.net) == "train"
+    folded = copy.deepcopy(module.net)
+    reparameterize_model(folded)
+    save_weights(folded, export)
     deploy = tiny_net()
     load_weights(deploy, export)
     x = SampleImages("heldout", scale=2)[1]["lr"][None, :, :33, :47]

@@ -3,7 +3,9 @@
 Examples:
     python -m sr_lightning.test model=efdn scale=4 weights=../shared/weights/official/efdn_x4_official.pth
     python -m sr_lightning.test weights=logs/train/runs/<run>/weights/model.pth test_sets=[Set5] chop=true
-Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to choose it).
+Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to choose it). Exits non-zero, writing
+nothing, when there is nothing to evaluate: `paths.benchmark_dir` missing, a requested set missing or empty, or no
+image scored. Every test image is decode-checked before the first one is scored (bad files are listed).
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import logging
 
 import hydra
+import lightning as L
 from omegaconf import DictConfig
 
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.config import conf_dir, register_resolvers
 from sr_lightning.utils.instantiate import build
-from sr_lightning.utils.report import report
+from sr_lightning.utils.report import NothingEvaluatedError, report, unevaluated_sets
 from sr_lightning.weights import count_parameters, load_weights
 
 log = logging.getLogger(__name__)
@@ -30,12 +33,19 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
             "`weights=<file>` is required: a Lightning checkpoint, a weights file or an official checkpoint"
         )
     datamodule, module, trainer = build(cfg)
+    _require_test_sets(datamodule, cfg)
     kind = load_weights(module.net, cfg.weights)
     n_params = count_parameters(module.net)  # as loaded (the papers' counts), before folding
     folded = to_deploy_form(module.net)  # evaluate what is deployed (same outputs, faster)
     log.info("loaded %s (%s); folded for inference: %s", cfg.weights, kind, folded)
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
+    empty = unevaluated_sets(results, datamodule.test_set_names)
+    if not results or empty:
+        raise NothingEvaluatedError(
+            f"nothing was evaluated for test set(s) {', '.join(empty or datamodule.test_set_names)}: "
+            "no image was scored; benchmark.json not written"
+        )
     if trainer.is_global_zero:  # under DDP every rank holds the synchronised results; rank 0 reports
         lr_sources = {name: datamodule.lr_source(name) for name in results}
         path = report(
@@ -51,6 +61,24 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         )
         log.info("wrote %s", path)
     return results
+
+
+def _require_test_sets(datamodule: L.LightningDataModule, cfg: DictConfig) -> None:
+    """Unlike training (which skips them with a warning), the test entry point fails when a requested set is absent
+    or when there is no set at all: a benchmark of nothing must not look like a finished benchmark."""
+    skipped = list(getattr(datamodule, "skipped_test_sets", []))
+    if skipped:
+        root = getattr(datamodule, "benchmark_dir", None)
+        raise FileNotFoundError(
+            f"benchmark_dir {root} not found: cannot evaluate test set(s) {', '.join(skipped)} "
+            f"(set paths.benchmark_dir=<dir holding {skipped[0]}/HR> or SR_SHARED_DIR)"
+        )
+    if not getattr(datamodule, "test_set_names", []):
+        requested = list(cfg.get("test_sets") or [])
+        raise NothingEvaluatedError(
+            f"nothing to evaluate: test_sets={requested} and the data config has no test sets of its own; "
+            "pass test_sets=[Set5,...]"
+        )
 
 
 @hydra.main(version_base="1.3", config_path=conf_dir(), config_name="test")

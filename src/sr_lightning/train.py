@@ -4,69 +4,121 @@ Examples:
     python -m sr_lightning.train                                   # EFDN x4 on the embedded sample photos
     python -m sr_lightning.train model=efdn scale=3 trainer.max_steps=100
     python -m sr_lightning.train data=shared_train scale=2 hardware=gpu
+    python -m sr_lightning.train hydra.run.dir=logs/my_run resume=auto   # requeueable: continues logs/my_run if any
+
+At the end of fitting, the best checkpoint's network (the EMA weights when EMA is on; folded if the run folded after
+that checkpoint) is written as `weights/model.pth` (the form it was trained in) and `weights/deploy.pth` (deploy
+form), and the test loop scores exactly that deploy-form network in float32.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import sys
 from pathlib import Path
 
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.reparam import network_form
 from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
 from sr_lightning.utils.complexity import count_macs
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
+from sr_lightning.utils.resume import find_resume_checkpoint, wandb_run_id
 from sr_lightning.weights import count_parameters, init_weights_from, load_weights, save_weights
 
 log = logging.getLogger(__name__)
 register_resolvers()
 
 
+def _continue_wandb_run(cfg: DictConfig, ckpt_path: Path | None) -> None:
+    """A resumed run logs into the W&B run of the checkpoint."""
+    run_id = wandb_run_id(ckpt_path) if ckpt_path is not None else None
+    if run_id and cfg.get("logger") and "wandb" in cfg.logger:
+        with open_dict(cfg):
+            cfg.logger.wandb.id = run_id
+            cfg.logger.wandb.resume = "allow"
+        log.info("continuing W&B run %s", run_id)
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit (and optionally test) from a composed config; returns the metrics dict."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
+    out_dir = Path(cfg.paths.output_dir)
+    ckpt_path = find_resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"), out_dir)
+    _continue_wandb_run(cfg, ckpt_path)
     datamodule, module, trainer = build(cfg)
+    module.meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
     if cfg.get("weights"):
         kind = load_weights(module.net, cfg.weights)
         log.info("initial weights: %s (%s)", cfg.weights, kind)
     if cfg.get("init_from"):
         reinit = init_weights_from(module.net, cfg.init_from)
         log.info("initialised from %s%s", cfg.init_from, f"; re-initialised {reinit}" if reinit else "")
-    n_params = count_parameters(module.net)
-    macs = count_macs(module.net, int(cfg.scale))
+    deploy_net = copy.deepcopy(module.net)
+    to_deploy_form(deploy_net)
+    sizes = {
+        "num_params": count_parameters(deploy_net),  # the deploy form, next to its MACs
+        "num_params_train": count_parameters(module.net),  # the network as built for training
+        "macs_720p": count_macs(deploy_net, int(cfg.scale)),
+    }
+    per_device = datamodule.per_device_batch_size(trainer.world_size) if datamodule.train_sets else None
     log.info(
-        "%s x%d: %d parameters, %.2f G MACs (720p output)", type(module.net).__name__, cfg.scale, n_params, macs / 1e9
+        "%s x%d: %d parameters as trained, %d deployed, %.2f G MACs (720p output); per-device batch %s",
+        type(module.net).__name__,
+        cfg.scale,
+        sizes["num_params_train"],
+        sizes["num_params"],
+        sizes["macs_720p"] / 1e9,
+        per_device,
     )
     hparams = loggable_config(cfg)
-    hparams.update(num_params=n_params, macs_720p=macs)
+    hparams.update(sizes, per_device_batch_size=per_device, world_size=trainer.world_size)
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
-        logger.log_metrics({"model/num_params": n_params, "model/macs_720p": macs}, step=0)
+        logger.log_metrics({f"model/{k}": v for k, v in sizes.items()}, step=0)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    code = preemption_exit_code(trainer)
+    if code is not None:  # pre-empted: last.ckpt is written; no test, no export; the scheduler requeues
+        log.warning("pre-empted at step %d: exiting with %d (resume with resume=auto)", trainer.global_step, code)
+        sys.exit(code)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    out_dir = Path(cfg.paths.output_dir)
     ckpt_cb = trainer.checkpoint_callback
+    best = getattr(ckpt_cb, "best_model_path", "") or ""
     best_psnr = getattr(ckpt_cb, "best_model_score", None)
     if trainer.is_global_zero:  # per-run summary, gathered by the sweep summary callback of multiruns
         summary = {
             "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
-            "num_params": n_params,
-            "macs_720p": macs,
+            **sizes,
             "val_psnr": float(best_psnr) if best_psnr is not None else metrics.get("val/psnr"),
             "val_ssim": metrics.get("val/ssim"),
             "steps": trainer.global_step,
         }
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    best = ckpt_cb.best_model_path if ckpt_cb else ""
-    if cfg.get("test"):
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+
+    # The final network: the best checkpoint's (every rank loads it), else the weights training ended with.
+    if best:
+        module.load_network_weights(best)
+        log.info("final network: %s", best)
+    meta = {**module.meta, "source": best or "final"}
+    if trainer.is_global_zero:  # weights files loadable with `weights=<file>`: as trained, and deployed
+        save_weights(module.net, out_dir / "weights" / "model.pth", {**meta, "form": network_form(module.net)})
+    to_deploy_form(module.net)
+    if trainer.is_global_zero:
+        save_weights(module.net, out_dir / "weights" / "deploy.pth", {**meta, "form": "deploy"})
+    if cfg.get("test") and not datamodule.test_set_names:
+        log.warning("test=true but there are no test sets (paths.benchmark_dir missing?): no test loop")
+    elif cfg.get("test"):
+        trainer.test(module, datamodule=datamodule)
         results = module.test_results
         if trainer.is_global_zero:
             lr_sources = {name: datamodule.lr_source(name) for name in results}
@@ -78,13 +130,11 @@ def train(cfg: DictConfig) -> dict:
                 type(module.net).__name__,
                 weights=best or "final",
                 chop=bool(cfg.chop),
-                num_params=n_params,
+                num_params=sizes["num_params"],
+                num_params_train=sizes["num_params_train"],
+                form="deploy",
             )
         metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
-    # A plain weights file of the tested (best) network, loadable with `weights=<file>`.
-    if trainer.is_global_zero:
-        meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
-        save_weights(module.net, out_dir / "weights" / "model.pth", meta)
     return metrics
 
 

@@ -12,6 +12,7 @@ Everything is read with `torch.load(..., map_location="cpu", weights_only=True)`
 from __future__ import annotations
 
 import copy
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,21 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = _load(path)
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict or checkpoint, got {type(obj).__name__}")
     if obj.get("format") == FORMAT:
         return dict(obj["state_dict"]), FORMAT
     if "pytorch-lightning_version" in obj:
-        sd = obj["state_dict"]
-        return {k[len("net.") :]: v for k, v in sd.items() if k.startswith("net.")}, "lightning"
+        sd = obj.get("state_dict") or {}
+        net_sd = {k[len("net.") :]: v for k, v in sd.items() if k.startswith("net.")}
+        if not net_sd:  # SRModule keeps its network under `net.`: this is some other LightningModule's checkpoint
+            raise ValueError(
+                f"{path}: a Lightning checkpoint of another LightningModule: its state_dict has no 'net.' keys "
+                f"(first keys: {list(sd)[:5]}); sr_lightning loads checkpoints of its SRModule, weights files and "
+                "official checkpoints"
+            )
+        return net_sd, "lightning"
     for key in _WRAPPERS:  # BasicSR (`params`, `params_ema`) and other common wrappers
         if key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -46,6 +54,38 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if not sd:
         raise ValueError(f"{path}: no tensors found (keys: {list(obj)[:8]})")
     return sd, "official"
+
+
+def _load(path: Path) -> Any:
+    """``torch.load`` on CPU with ``weights_only=True``; any failure becomes a ValueError naming the file."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK..); the legacy format is a pickle (protocol byte 0x80).
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise ValueError(f"{path}: not a PyTorch weights file (it starts with {head!r}, not a zip archive or a pickle)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # a pickle of Python objects besides tensors: weights_only refuses it
+        why = [line.strip() for line in str(err).splitlines() if "WeightsUnpickler error" in line]
+        raise ValueError(
+            f"{path}: holds Python objects besides tensors, which torch.load(weights_only=True) refuses"
+            f"{' (' + why[0] + ')' if why else ''}; save a state dict or use sr_lightning.weights.save_weights"
+        ) from err
+    except Exception as err:  # truncated zip, damaged pickle: torch raises RuntimeError, EOFError, KeyError, ...
+        raise ValueError(
+            f"{path}: not a PyTorch weights file, or a damaged one ({type(err).__name__}: {str(err)[:200]})"
+        ) from err
+
+
+def _saved_from(path: Path | str) -> str:
+    """``"; the file holds <Net> x<scale> weights"`` from the metadata sr_lightning writes, else ``""`` (error path)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+        meta = obj.get("meta") or obj.get("sr_meta") or {}
+        target = str(meta["model"]["_target_"]).rsplit(".", 1)[-1]
+        return f"; the file holds {target} x{meta.get('scale', '?')} weights"
+    except Exception:  # no metadata (official files): nothing to add
+        return ""
 
 
 def _fit_keys(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
@@ -81,22 +121,62 @@ def _mismatch_error(
     own = set(net.state_dict())
     missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
     return RuntimeError(
-        f"{path} ({kind}) does not fit {type(net).__name__}: {len(missing)} missing keys {missing[:5]}, "
-        f"{len(unexpected)} unexpected keys {unexpected[:5]}{detail}. Check model=..., scale=... and the model options."
+        f"{path} ({kind}) does not fit {type(net).__name__}{_saved_from(path)}: {len(missing)} missing keys "
+        f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}{detail}. Check model=..., scale=... "
+        "and the model options."
     )
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata sr_lightning stores with its files (`meta` of weights files, `sr_meta` of checkpoints), or {}."""
+    obj = _load(Path(path))
+    meta = (obj.get("meta") or obj.get("sr_meta") or {}) if isinstance(obj, Mapping) else {}
+    return dict(meta) if isinstance(meta, Mapping) else {}
+
+
+def _targets(node: Any) -> list[str]:
+    if isinstance(node, Mapping):
+        return [str(v) for k, v in node.items() if k == "_target_"] + [t for v in node.values() for t in _targets(v)]
+    if isinstance(node, (list, tuple)):
+        return [t for v in node for t in _targets(v)]
+    return []
+
+
+def fold_with_saved_model(path: str | Path, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """`sd` folded to the deploy form through the network its file's metadata describes (the model config that
+    sr_lightning saves with `model.pth` and checkpoints), for a folded network given training-form weights.
+
+    Only configs whose every `_target_` is in sr_lightning are built (a weights file must not run foreign code).
+    None when the file has no such config or its network does not take `sd`."""
+    model_cfg = read_meta(path).get("model")
+    targets = _targets(model_cfg)
+    if not targets or not all(t.startswith("sr_lightning.") for t in targets):
+        return None
+    from hydra.utils import instantiate  # only needed on this path
+
+    template = instantiate(model_cfg)
+    if _fit_keys(template, sd) is None:
+        return None
+    template.load_state_dict(_fit_keys(template, sd), strict=True)
+    to_deploy_form(template)
+    return {k: v.detach().clone() for k, v in template.state_dict().items()}
 
 
 def load_weights(net: nn.Module, path: str | Path) -> str:
     """Load `path` into `net` strictly (converting official key layouts, folding a training-form network for a
-    deploy-form checkpoint); returns the detected kind."""
+    deploy-form checkpoint, or folding training-form weights for a deploy-form network through the model config saved
+    with them); returns the detected kind."""
     sd, kind = read_state_dict(path)
     fitted = match_state_dict(net, sd)
+    if fitted is None and kind != "official":
+        folded = fold_with_saved_model(path, sd)
+        fitted = match_state_dict(net, folded) if folded is not None else None
     if fitted is None:
         raise _mismatch_error(net, sd, path, kind, "")
     try:
         net.load_state_dict(fitted, strict=True)
     except RuntimeError as err:  # shape mismatches: usually the wrong scale or width
-        raise RuntimeError(f"{path} ({kind}) does not fit {type(net).__name__}: {err}") from err
+        raise RuntimeError(f"{path} ({kind}) does not fit {type(net).__name__}{_saved_from(path)}: {err}") from err
     return kind
 
 

@@ -67,6 +67,9 @@ class EFDN(nn.Module):
 
     #: state-dict prefixes of the upsampler: re-initialised by `init_from` when the scale changes
     upsampler_prefixes: tuple[str, ...] = ("tail",)
+    #: smallest input side (pixels) the network accepts, found by running it: every ESA applies a 3x3 stride-2 conv
+    #: (no padding) and a 7x7 max-pool, so (n - 3) // 2 + 1 >= 7, i.e. n >= 15 (14 fails, in either dimension).
+    min_input_size: int = 15
 
     def __init__(
         self,

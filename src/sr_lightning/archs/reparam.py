@@ -7,6 +7,10 @@ for its folded form in place, so the folded network's state-dict keys are those 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
+import torch
 from torch import nn
 
 
@@ -40,3 +44,12 @@ def reparameterize_model(net: nn.Module) -> int:
         folded.train(block.training)
         setattr(parent, attr, folded)
     return len(names)
+
+
+def fold_state_dict(template: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A training-form state dict in deploy form: loaded (strictly) into a copy of the training-form ``template``,
+    which is then folded. Lets weights saved before a fold load into the folded network."""
+    net = copy.deepcopy(template)
+    net.load_state_dict(state_dict, strict=True)
+    reparameterize_model(net)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}

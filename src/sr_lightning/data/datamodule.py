@@ -10,10 +10,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from sr_lightning.data.benchmark import BenchmarkDataset, available_sets
+from sr_lightning.data.checks import ON_BAD_IMAGE, apply_policy, find_bad_images
 from sr_lightning.data.patches import TrainPatches
+from sr_lightning.data.sampler import TrainSampler
 
 __all__ = ["SRDataModule"]
 
@@ -45,6 +47,11 @@ class SRDataModule(L.LightningDataModule):
             memory is pinned only when CUDA is available).
         seed: seeds the training loader's shuffling and the patch sampling.
         small_images: ``"error"`` or ``"skip"`` training images smaller than the HR patch.
+        on_bad_image: training images that cannot be used (truncated, corrupt, unsupported mode, LR/HR sizes that
+            do not match the scale): ``"error"`` (fail at setup, before any step, listing every bad file) or
+            ``"skip"`` (warn with the files and their count, train on the rest). Every file is fully decoded at
+            setup (in parallel, cached: :mod:`sr_lightning.data.checks`); bad validation and test images, and
+            whole images smaller than the network's ``min_input_size``, are always an error.
         cache, cache_dir: decoded-image cache of the benchmark sets (see :mod:`sr_lightning.data.cache`).
     """
 
@@ -64,6 +71,7 @@ class SRDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         seed: int = 0,
         small_images: str = "error",
+        on_bad_image: str = "error",
         cache: str = "memory",
         cache_dir: str | os.PathLike | None = None,
     ) -> None:
@@ -77,6 +85,11 @@ class SRDataModule(L.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.seed = int(seed)
         self.small_images = small_images
+        if on_bad_image not in ON_BAD_IMAGE:
+            raise ValueError(f"on_bad_image must be one of {ON_BAD_IMAGE}, got {on_bad_image!r}")
+        self.on_bad_image = on_bad_image
+        self._checked: set[str] = set()  # roles ("train", "val", "test[<name>]") whose files were checked
+        self._skip_train: set[int] = set()  # training positions left out by on_bad_image=skip
         self.train_sets = _as_list(train)
         self.val_set = val
         self.benchmark_dir = Path(benchmark_dir).expanduser() if benchmark_dir else None
@@ -105,6 +118,7 @@ class SRDataModule(L.LightningDataModule):
             if ds_scale is not None and int(ds_scale) != self.scale:
                 raise ValueError(f"{where} dataset {ds!r} has scale {ds_scale}, the datamodule has {self.scale}")
         self.train_dataset: TrainPatches | None = None
+        self._resume_position: tuple[int, int] | None = None  # (epoch, batches) from a checkpoint
 
     def _benchmark_set(self, name: str, cache: str, cache_dir: str | os.PathLike | None) -> Dataset | None:
         root = self.benchmark_dir
@@ -128,9 +142,53 @@ class SRDataModule(L.LightningDataModule):
             raise KeyError(f"no test set {name!r}; test sets: {self.test_set_names}")
         return str(getattr(self.test_datasets[name], "lr_source", "unknown"))
 
+    def _roles(self, stage: str | None) -> dict[str, Dataset]:
+        """The datasets ``stage`` uses, by role. Fitting includes the test sets: fail before training, not after."""
+        roles: dict[str, Dataset] = {}
+        if stage in (None, "fit") and self.train_sets and self.train_dataset is None:
+            roles["train"] = self.train_sets[0] if len(self.train_sets) == 1 else ConcatDataset(self.train_sets)
+        if stage in (None, "fit", "validate") and self.val_set is not None:
+            roles["val"] = self.val_set
+        if stage in (None, "fit", "test"):
+            roles.update({f"test[{k}]": v for k, v in self.test_datasets.items()})
+        return roles
+
+    def _network_minimum(self) -> tuple[str, int]:
+        """(name, ``min_input_size``) of the attached module's network; ("the network", 1) without a trainer."""
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        net = getattr(module, "net", None)
+        if net is None:
+            return "the network", 1
+        return type(net).__name__, int(getattr(net, "min_input_size", 1))
+
+    def prepare_data(self) -> None:
+        """Decode-check every file once per node (Lightning calls this on one process before ``setup``), so that
+        the ``setup`` of every DDP rank reads the check cache instead of decoding all files again."""
+        find_bad_images(self._roles(None))
+
+    def _check_data(self, stage: str | None) -> None:
+        """Fail (or skip bad training images) before any step: see ``on_bad_image``."""
+        roles = {r: d for r, d in self._roles(stage).items() if r not in self._checked}
+        if not roles:
+            return
+        net, minimum = self._network_minimum()
+        if "train" in roles and self.lr_patch_size < minimum:
+            raise ValueError(
+                f"LR patch too small: lr_patch_size {self.lr_patch_size} is smaller than {net}'s minimum input of "
+                f"{minimum}x{minimum} pixels ({net}.min_input_size); set stage.lr_patch_size >= {minimum}"
+            )
+        bad = find_bad_images(roles, {r: minimum for r in roles if r != "train"}, net)
+        skip = apply_policy(bad, self.on_bad_image, {r: len(d) for r, d in roles.items()})
+        if "train" in roles:
+            self._skip_train = skip
+        self._checked.update(roles)
+
     def setup(self, stage: str | None = None) -> None:
+        self._check_data(stage)
         if stage in (None, "fit") and self.train_sets and self.train_dataset is None:
             data = self.train_sets[0] if len(self.train_sets) == 1 else ConcatDataset(self.train_sets)
+            if self._skip_train:
+                data = Subset(data, [j for j in range(len(data)) if j not in self._skip_train])
             self.train_dataset = TrainPatches(
                 data,
                 self.lr_patch_size,
@@ -141,36 +199,65 @@ class SRDataModule(L.LightningDataModule):
                 small_images=self.small_images,
             )
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool) -> DataLoader:
-        return DataLoader(
+    def _loader(
+        self, dataset: Dataset, batch_size: int, cls: type[DataLoader] = DataLoader, **kwargs: object
+    ) -> DataLoader:
+        return cls(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            **kwargs,
         )
+
+    def per_device_batch_size(self, world: int | None = None) -> int:
+        """`batch_size` is the global batch of the recipe, split evenly across the ``world`` processes of the run
+        (default: the attached trainer's). The learning rate is the recipe's: the global batch does not change."""
+        if world is None:
+            world = self.trainer.world_size if self.trainer is not None else 1
+        if self.batch_size % world:
+            raise ValueError(
+                f"batch_size {self.batch_size} (the global batch of the recipe) does not split evenly across "
+                f"{world} processes: choose a multiple of {world} (stage.batch_size) or another trainer.devices"
+            )
+        return self.batch_size // world
 
     def train_dataloader(self) -> DataLoader:
         if not self.train_sets:
             raise RuntimeError("this datamodule has no training data (train=None), e.g. the benchmark config")
         self.setup("fit")
-        return self._loader(self.train_dataset, self.batch_size, shuffle=True)
+        per_device = self.per_device_batch_size()
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = TrainSampler(self.train_dataset, world, rank, self.seed, per_device)
+        if self._resume_position is not None:
+            sampler.resume_at(*self._resume_position)
+            self._resume_position = None
+        log.info("global batch %d = %d process(es) x %d per device", self.batch_size, world, per_device)
+        return self._loader(self.train_dataset, per_device, ResumableDataLoader, sampler=sampler, drop_last=True)
+
+    # -- exact resume: the position in the training data, saved in checkpoints by Lightning ---------------------------
+    def state_dict(self) -> dict[str, int]:
+        """Epoch and batches consumed in it (the data order is a function of the seed and the epoch)."""
+        trainer = self.trainer
+        if trainer is None or not self.train_sets:
+            return {}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": int(trainer.current_epoch), "batches": int(batches), "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        if "epoch" in state_dict:
+            if state_dict.get("seed", self.seed) != self.seed:
+                log.warning("resuming with data seed %d, the checkpoint used %d", self.seed, state_dict["seed"])
+            self._resume_position = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
         """Whole images, batch size 1. Under DDP every image is scored exactly once: Lightning's default
         DistributedSampler would pad the last ranks with repeated images and bias per-image averages."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return self._loader(dataset, 1, shuffle=False)
-        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(
-            dataset,
-            batch_size=1,
-            sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+        return self._loader(dataset, 1, sampler=UnrepeatedDistributedSampler(dataset, shuffle=False))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:
@@ -179,3 +266,14 @@ class SRDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return [self._eval_loader(ds) for ds in self.test_datasets.values()]
+
+
+class ResumableDataLoader(DataLoader):
+    """The training DataLoader, marked resumable for Lightning: the position is restored by
+    `SRDataModule.load_state_dict` through `TrainSampler.resume_at`, so this loader keeps no state of its own."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Nothing to load: see `SRDataModule.load_state_dict`."""

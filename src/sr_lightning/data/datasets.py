@@ -9,7 +9,7 @@ image, which is how the official DIV2K/Flickr2K/benchmark LR files were made.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from sr_lightning.data.cache import ImageCache
 from sr_lightning.data.imresize import imresize, modcrop
 from sr_lightning.data.io import load_image
+from sr_lightning.data.scan import FileCheck
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -31,6 +32,7 @@ __all__ = [
     "list_images",
     "bicubic_lr",
     "pair_items",
+    "pair_size_error",
     "uint8_to_tensor",
 ]
 
@@ -99,6 +101,25 @@ def pair_items(
     return items
 
 
+def pair_size_error(item: ImageItem, lr_wh: tuple[int, int], hr_wh: tuple[int, int], scale: int) -> str | None:
+    """Why ``item``'s LR (width, height) does not fit its HR (width, height) at ``scale``; None when it does.
+
+    The HR is mod-cropped to ``HR[:H - H % s, :W - W % s]`` first; the message starts with the offending file.
+    """
+    (lw, lh), (w, h), s = lr_wh, hr_wh, scale
+    cw, ch = w - w % s, h - h % s
+    if item.lr is None:
+        if cw == 0 or ch == 0:
+            return f"{item.hr}: HR image {w}x{h} is smaller than the scale x{s}, no LR image can be made from it"
+        return None
+    if (lw * s, lh * s) == (cw, ch):
+        return None
+    return (
+        f"{item.lr}: size mismatch for {item.name!r}: LR {lw}x{lh} at x{s} gives {lw * s}x{lh * s}, but the "
+        f"mod-cropped HR {item.hr} is {cw}x{ch} (width x height; the LR file should be {cw // s}x{ch // s})"
+    )
+
+
 class SRImageDataset(Dataset):
     """Base class: a list of :class:`ImageItem` + scale + decoded-image cache.
 
@@ -138,8 +159,36 @@ class SRImageDataset(Dataset):
             return "official"
         return "generated" if n_official == 0 else "mixed"
 
+    def files(self) -> list[Path]:
+        """Every image file the dataset reads: each item's HR file and its LR file when it has one."""
+        return [f for it in self.items for f in (it.hr, it.lr) if f is not None]
+
+    def verify(self, checks: Mapping[Path, FileCheck]) -> dict[int, str]:
+        """``{index: problem}`` for the items whose files failed ``checks`` (from
+        :func:`~sr_lightning.data.scan.scan_images`) or whose LR/HR sizes do not match the scale; every problem starts
+        with the offending file.
+
+        The decoded sizes of the good items are kept, so :meth:`hr_size` then needs no file access.
+        """
+        problems: dict[int, str] = {}
+        for i, it in enumerate(self.items):
+            hr = checks[it.hr]
+            lr = checks[it.lr] if it.lr is not None else FileCheck(it.hr, (0, 0))
+            bad = hr.error or lr.error or pair_size_error(it, lr.size, hr.size, self.scale)
+            if bad:
+                problems[i] = bad
+            else:
+                w, h = hr.size
+                self._sizes[i] = (h - h % self.scale, w - w % self.scale)
+        return problems
+
+    def lr_size(self, index: int) -> tuple[int, int]:
+        """(h, w) of the LR image (= mod-cropped HR size / scale; official LR files must match it)."""
+        h, w = self.hr_size(index)
+        return h // self.scale, w // self.scale
+
     def hr_size(self, index: int) -> tuple[int, int]:
-        """(H, W) of the mod-cropped HR image, read from the file header (no decoding)."""
+        """(H, W) of the mod-cropped HR image: the decoded size after :meth:`verify`, else read from the header."""
         if index not in self._sizes:
             with Image.open(self.items[index].hr) as im:
                 w, h = im.size
@@ -160,13 +209,10 @@ class SRImageDataset(Dataset):
             lr = self.cache.get(item.hr, f"bicubic_x{s}", lambda: bicubic_lr(np.asarray(hr), s))
         else:
             lr = self.cache.get(item.lr, "decoded", lambda: load_image(item.lr))
-        if lr.shape[0] * s != hr.shape[0] or lr.shape[1] * s != hr.shape[1]:
-            raise ValueError(
-                f"size mismatch for {item.name!r}: LR {item.lr or '(generated)'} "
-                f"is {lr.shape[1]}x{lr.shape[0]}, "
-                f"x{s} gives {lr.shape[1] * s}x{lr.shape[0] * s}, but the mod-cropped HR {item.hr} is "
-                f"{hr.shape[1]}x{hr.shape[0]} (width x height)"
-            )
+        # Re-checked on every load: a file replaced after the scan must not give misaligned patches.
+        bad = pair_size_error(item, (lr.shape[1], lr.shape[0]), (hr.shape[1], hr.shape[0]), s)
+        if bad:
+            raise ValueError(bad)
         return lr, hr, item.name
 
     def __getitem__(self, index: int) -> dict:

@@ -91,6 +91,34 @@ def _weight_matrix(
     return mat.to(device=device, dtype=dtype)
 
 
+def _band(mat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The nonzero band of a resampling matrix as (columns [out, P], weights [out, P]), in increasing column order;
+    positions past a row's band get weight 0 (their column index is clamped into range)."""
+    nonzero = mat != 0
+    cols = torch.arange(mat.shape[1], device=mat.device)
+    first = torch.where(nonzero, cols, mat.shape[1]).amin(dim=1)
+    last = torch.where(nonzero, cols, -1).amax(dim=1)
+    width = int((last - first).max().item()) + 1
+    idx = first[:, None] + torch.arange(width, device=mat.device)[None, :]
+    inside = idx <= last[:, None]
+    idx = idx.clamp(max=mat.shape[1] - 1)
+    return idx, torch.where(inside, mat.gather(1, idx), torch.zeros((), dtype=mat.dtype, device=mat.device))
+
+
+def _apply_in_order(x: torch.Tensor, mat: torch.Tensor, dim: int) -> torch.Tensor:
+    """``mat`` applied along ``dim`` (-2 or -1) as a running sum over the band in column order, one rounded multiply
+    and one rounded add per tap (separate element-wise kernels: no FMA, no BLAS blocking). The result is then the same
+    on every CPU and GPU; a matmul's summation order and FMA use depend on the BLAS kernel the processor selects,
+    which can move a value across a .5 rounding tie of the uint8 output."""
+    idx, w = _band(mat)
+    shape = [1] * x.dim()
+    shape[dim] = -1
+    acc = torch.zeros((), dtype=x.dtype, device=x.device)
+    for k in range(idx.shape[1]):
+        acc = acc + w[:, k].reshape(shape) * x.index_select(dim, idx[:, k])
+    return acc
+
+
 def _round_uint8(x: torch.Tensor) -> torch.Tensor:
     # MATLAB double->uint8: round half away from zero, then saturate (negatives all end at 0).
     return torch.floor(x + 0.5).clamp_(0, 255)
@@ -147,10 +175,10 @@ def imresize(
         if sizes[d] == in_len and scales[d] == 1.0:
             continue
         mat = _weight_matrix(in_len, sizes[d], scales[d], antialias, padding, work, x.device)
-        # Banded matrix applied with matmul: out[i] = sum_j mat[i, j] * x[j] (BLAS, CPU or GPU).
-        x = torch.matmul(mat, x) if d == 0 else torch.matmul(x, mat.T)
-        if is_uint8:
-            x = _round_uint8(x)
+        if is_uint8:  # exact MATLAB uint8 output: a fixed summation order, then MATLAB rounding
+            x = _round_uint8(_apply_in_order(x, mat, d - 2))
+        else:  # float output, not rounded: the banded matrix through BLAS (out[i] = sum_j mat[i, j] * x[j])
+            x = torch.matmul(mat, x) if d == 0 else torch.matmul(x, mat.T)
     return x.to(img.dtype)
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
-import torch
-from torch.utils.data import ConcatDataset, Dataset, Subset, get_worker_info
+from torch.utils.data import ConcatDataset, Dataset, Subset
 
 from sr_lightning.data.datasets import uint8_to_tensor
+from sr_lightning.data.sampler import item_generator
 from sr_lightning.data.transforms import augment_pair, crop_position, random_crop_pair
 
 __all__ = ["TrainPatches", "flatten_dataset"]
@@ -39,9 +38,10 @@ class TrainPatches(Dataset):
     ``load_pair`` method (all :class:`~sr_lightning.data.datasets.SRImageDataset`) are cropped on the uint8
     arrays before conversion, so only the patch is converted to float.
 
-    Randomness comes from a private ``torch.Generator`` seeded with ``seed`` in the main process, or with the
-    DataLoader worker's seed (``base_seed + worker_id``, drawn from the loader's generator) in a worker, so a
-    run is reproducible given ``seed`` and the loader's generator and independent of other RNG consumers.
+    Randomness: each item is drawn with its own generator seeded from ``(seed, epoch, index)``
+    (`~sr_lightning.data.sampler.item_generator`), where `TrainSampler` passes ``(epoch, index)`` as the key (a
+    plain integer key means epoch 0). So a patch does not depend on the process, rank or DataLoader worker that
+    builds it, nor on other RNG consumers: runs are reproducible and resumable mid-epoch with any worker count.
 
     ``small_images``: what to do with images smaller than the patch: ``"error"`` (clear error listing them,
     checked up front from the file headers) or ``"skip"`` (leave them out, with a warning).
@@ -68,8 +68,6 @@ class TrainPatches(Dataset):
         self.repeat = int(repeat)
         self.seed = int(seed)
         self._index = self._check_sizes(flatten_dataset(dataset), small_images)
-        self._gen: torch.Generator | None = None
-        self._gen_key: tuple | None = None
 
     def _check_sizes(self, index: list[tuple[Dataset, int]], policy: str) -> list[tuple[Dataset, int]]:
         hr_patch = self.lr_patch_size * self.scale
@@ -102,24 +100,10 @@ class TrainPatches(Dataset):
     def num_images(self) -> int:
         return len(self._index)
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_gen"], state["_gen_key"] = None, None
-        return state
-
-    def generator(self) -> torch.Generator:
-        """This process's generator (re-seeded when first used in a new worker/process)."""
-        info = get_worker_info()
-        key = (os.getpid(), None if info is None else (info.id, info.seed))
-        if self._gen is None or self._gen_key != key:
-            seed = self.seed if info is None else info.seed
-            self._gen = torch.Generator().manual_seed(seed % (2**63))
-            self._gen_key = key
-        return self._gen
-
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        epoch, index = (0, key) if isinstance(key, int) else key
         ds, i = self._index[index % len(self._index)]
-        g = self.generator()
+        g = item_generator(self.seed, epoch, index)
         p, s = self.lr_patch_size, self.scale
         if hasattr(ds, "load_pair"):
             lr, hr, name = ds.load_pair(i)

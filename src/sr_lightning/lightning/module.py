@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -12,7 +15,10 @@ from torch import nn
 from sr_lightning.archs.reparam import network_form, reparameterize_model
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.lightning.samples import log_samples
+from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, restore_rng_states, wandb_run_id
 from sr_lightning.metrics import PSNRY, SSIMY
+
+log = logging.getLogger(__name__)
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -30,6 +36,11 @@ class SRModule(L.LightningModule):
         chop: use the EDSR quadrant chop in the test loop (see `forward_chop`).
         num_val_samples: validation images saved (and sent to image-capable loggers) at every validation.
         bicubic_baseline: also score MATLAB-bicubic upscaling of the LR in the test loop.
+
+    Evaluation (validation, the test loop) always runs in float32 with autocast off, whatever the trainer's
+    precision: reported numbers never depend on mixed-precision training. Checkpoints record the network form, and
+    one of either form loads into a network of either form (a training-form checkpoint is folded through a copy of
+    the network as it was built). They also hold the global RNG states and the W&B run id, for exact resumes.
     """
 
     def __init__(
@@ -64,24 +75,64 @@ class SRModule(L.LightningModule):
         self.test_set_names: list[str] = []
         #: filled by the test loop: {set name: {psnr, ssim, images, [bicubic_psnr, bicubic_ssim]}}
         self.test_results: dict[str, dict[str, float]] = {}
+        #: free-form description saved in checkpoints (the entry point puts the model config and scale here)
+        self.meta: dict[str, Any] = {}
+        # The network as built, if it has re-parameterizable blocks: folds training-form weights for a folded network.
+        # Kept in a tuple so that it is not registered as a submodule (no parameters, not in the state dict).
+        self._train_template: tuple[nn.Module, ...] = (copy.deepcopy(net),) if network_form(net) == "train" else ()
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr)
 
     def super_resolve(self, lr: torch.Tensor, chop: bool | None = None) -> torch.Tensor:
-        """SR of an LR batch, whole image or chopped (no clamping: the metrics quantise)."""
-        if self.chop if chop is None else chop:
-            return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
-        return self.net(lr)
+        """SR of an LR batch in float32 with autocast off, whole image or chopped (no clamping: the metrics
+        quantise). Used by validation and the test loop, so that scores never depend on the training precision."""
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            lr = lr.float()
+            if self.chop if chop is None else chop:
+                return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
+            return self.net(lr)
 
-    # -- network form and loss set-up ------------------------------------------------------------------------
+    # -- checkpoints: network form, RNG states, W&B run -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sr_form"] = network_form(self.net)  # "train" (re-parameterizable blocks) or "deploy"
+        checkpoint["sr_rng"] = collect_rng_states()
+        checkpoint["sr_meta"] = self.meta
+        run_id = wandb_run_id(self.loggers) if self._trainer is not None else None
+        if run_id:
+            checkpoint["sr_wandb_id"] = run_id
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Called before the state dict is loaded: a deploy-form checkpoint needs the folded architecture.
-        if checkpoint.get("sr_form") == "deploy" and network_form(self.net) == "train":
+        # Called before the state dict is loaded: bring the network and the checkpoint to the same form.
+        self.match_checkpoint_form(checkpoint)
+        if "sr_rng" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            restore_rng_states(checkpoint["sr_rng"])
+
+    def match_checkpoint_form(self, checkpoint: dict[str, Any]) -> None:
+        """Fold the network for a deploy-form checkpoint, or fold a training-form checkpoint (its `state_dict` and
+        the raw weights EMA keeps in `current_model_state`) for a folded network; updates `checkpoint["sr_form"]`."""
+        form, own = checkpoint.get("sr_form"), network_form(self.net)
+        if form == "deploy" and own == "train":
             reparameterize_model(self.net)
+            self.net.to(self.device)
+        elif form == "train" and own == "deploy":
+            if not self._train_template:
+                raise RuntimeError(
+                    "this checkpoint holds a training-form network, but the network was built folded: "
+                    "use the training-form model config (e.g. drop model.conv3x3=null)"
+                )
+            for key in ("state_dict", "current_model_state"):
+                if key in checkpoint:
+                    checkpoint[key] = fold_net_entries(checkpoint[key], self._train_template[0])
+            checkpoint["sr_form"] = "deploy"
+
+    def load_network_weights(self, ckpt_path: str | Path) -> None:
+        """Load the network weights of a Lightning checkpoint of this module (its `state_dict`: the EMA weights when
+        EMA was on) into `self.net`, folding whichever side needs it."""
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        self.match_checkpoint_form(checkpoint)
+        net_sd = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
+        self.net.load_state_dict(net_sd, strict=True)
 
     def on_fit_start(self) -> None:
         if getattr(self.loss, "needs_network", False):  # e.g. the EG loss with lambdas=auto
@@ -92,8 +143,14 @@ class SRModule(L.LightningModule):
         if self.loss is None:
             raise RuntimeError("SRModule has no loss: set `loss=...` in the config to train.")
         sr = self.net(batch["lr"])
-        loss = self.loss(sr, batch["hr"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["lr"].shape[0])
+        n = batch["lr"].shape[0]
+        if callable(getattr(self.loss, "components", None)):  # losses with several terms log each of them
+            parts = self.loss.components(sr, batch["hr"])
+            loss = parts.pop("total")
+            self.log_dict({f"train/{k}": v.detach() for k, v in parts.items()}, batch_size=n)
+        else:
+            loss = self.loss(sr, batch["hr"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
         return loss
 
     def configure_optimizers(self) -> Any:
@@ -111,7 +168,7 @@ class SRModule(L.LightningModule):
 
     # -- validation ------------------------------------------------------------------------------------------
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        sr = self.net(batch["lr"])
+        sr = self.super_resolve(batch["lr"], chop=False)
         self.val_psnr.update(sr, batch["hr"])
         self.val_ssim.update(sr, batch["hr"])
         self.log("val/psnr", self.val_psnr, prog_bar=True, batch_size=1)

@@ -124,18 +124,28 @@ class EdgeGradientLoss(nn.Module):
         if len(init) != 3:
             raise ValueError(f"lambdas needs 3 values (λx, λy, λl), got {lambdas!r}")
         self.register_buffer("lambdas", torch.tensor(init, dtype=torch.float32))
+        # Host-side flag: whether the λ are known. Checked at every step without reading the buffer (no GPU sync);
+        # updated when λ are set and when a state dict (a checkpoint) is loaded.
+        self._lambdas_known = not self.auto
         if self.edbb_weights is not None:
             self.set_lambdas_from_weights(self.edbb_weights)
 
     @property
     def needs_network(self) -> bool:
         """True while an "auto" loss still waits for `set_lambdas_from_network(net)`."""
-        return self.auto and bool(torch.isnan(self.lambdas).any())
+        return not self._lambdas_known
 
     def _set(self, values: Sequence[float]) -> tuple[float, float, float]:
         self.lambdas.copy_(torch.tensor(list(values), dtype=torch.float32))
+        self._lambdas_known = True
         lx, ly, ll = (float(v) for v in values)
         return lx, ly, ll
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        loaded = state_dict.get(prefix + "lambdas")
+        if loaded is not None:  # one host read when a checkpoint is loaded, not one per step
+            self._lambdas_known = bool(torch.isfinite(loaded).all())
 
     def set_lambdas_from_scales(
         self, scale_x: torch.Tensor, scale_y: torch.Tensor, scale_l: torch.Tensor
@@ -158,14 +168,18 @@ class EdgeGradientLoss(nn.Module):
         """Unweighted parts: {"l1": L1, "sobel_x": Lx, "sobel_y": Ly, "laplacian": Ll}."""
         return {"l1": F.l1_loss(sr, hr), **self.gv.terms(sr, hr)}
 
-    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def components(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The unweighted terms (`terms`) and their weighted sum under "total", from one evaluation."""
         if self.needs_network:
             raise RuntimeError(
                 "EdgeGradientLoss(lambdas='auto') has no λ yet: call set_lambdas_from_network(net) or give edbb_weights"
             )
         t = self.terms(sr, hr)
         edge = torch.stack([t[k] for k in EDGE_TERMS])
-        return t["l1"] + (self.lambdas.to(edge.dtype) * edge).sum()
+        return {**t, "total": t["l1"] + (self.lambdas.to(edge.dtype) * edge).sum()}
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return self.components(sr, hr)["total"]
 
     def extra_repr(self) -> str:
         lam = "auto (unset)" if self.needs_network else [round(v, 6) for v in self.lambdas.tolist()]

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["quantize", "rgb_to_y", "shave", "psnr_y", "ssim_y"]
+__all__ = ["SSIM_WIN_SIZE", "quantize", "rgb_to_y", "shave", "psnr_y", "ssim_y"]
 
 # BT.601 "studio swing" luma on 0..255 values, as MATLAB rgb2ycbcr (coefficients sum to 219).
 _Y_COEFFS = (65.481, 128.553, 24.966)
 _PEAK = 255.0
-_WIN_SIZE = 11
+#: Side of the SSIM Gaussian window (Wang et al.: 11x11, sigma 1.5); images need at least this many pixels.
+SSIM_WIN_SIZE = 11
 _WIN_SIGMA = 1.5
 _K1, _K2 = 0.01, 0.03
 
@@ -90,7 +91,7 @@ def _gaussian_1d(device: torch.device) -> torch.Tensor:
 
     Both sum to 1; fspecial's zeroing of taps below eps * max never triggers here (smallest ~1.5e-5 of max).
     """
-    r = torch.arange(_WIN_SIZE, dtype=torch.float64, device=device) - (_WIN_SIZE - 1) / 2
+    r = torch.arange(SSIM_WIN_SIZE, dtype=torch.float64, device=device) - (SSIM_WIN_SIZE - 1) / 2
     g = torch.exp(-(r**2) / (2 * _WIN_SIGMA**2))
     return g / g.sum()
 
@@ -108,8 +109,8 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave_border: int) -> torch.Tenso
     """Per-image SSIM on Y, shape (N,), float64 (Wang et al. 2004, ``ssim_index.m``, 'valid' filtering)."""
     x, y = _prepare_y(sr, hr, shave_border)
     h, w = x.shape[-2:]
-    if h < _WIN_SIZE or w < _WIN_SIZE:
-        raise ValueError(f"SSIM needs at least {_WIN_SIZE}x{_WIN_SIZE} pixels after shaving, got {h}x{w}")
+    if h < SSIM_WIN_SIZE or w < SSIM_WIN_SIZE:
+        raise ValueError(f"SSIM needs at least {SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} pixels after shaving, got {h}x{w}")
     n = x.shape[0]
     # the five local moments of ssim_index.m, filtered in one call
     stats = _filter_valid(torch.cat((x, y, x * x, y * y, x * y)), _gaussian_1d(x.device)).split(n)

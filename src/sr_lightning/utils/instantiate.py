@@ -10,10 +10,23 @@ from omegaconf import DictConfig, OmegaConf
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
-    """Instantiate every `_target_` node of a dict-of-configs group (`callbacks`, `logger`); None -> []."""
+    """Instantiate every `_target_` node of a dict-of-configs group (`callbacks`, `logger`); None -> [].
+
+    A node may carry `enabled: false` (an optional callback that is off by default, e.g. `callbacks.ema`);
+    `enabled` itself is not passed to the constructor.
+    """
     if not cfg:
         return []
-    return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+    objs = []
+    for node in cfg.values():
+        if not (isinstance(node, DictConfig) and "_target_" in node) or not node.get("enabled", True):
+            continue
+        if "enabled" in node:  # resolve against the whole config, then drop the switch
+            node = OmegaConf.create(
+                {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "enabled"}
+            )
+        objs.append(instantiate(node))
+    return objs
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:

@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class NothingEvaluatedError(RuntimeError):
+    """A test loop that scored no image: there is no result to report (and no benchmark.json is written)."""
+
+
+def unevaluated_sets(results: dict[str, dict[str, Any]], expected: list[str] | None = None) -> list[str]:
+    """Sets of ``expected`` (default: those in ``results``) that have no row or scored zero images."""
+    names = list(results) if expected is None else list(expected)
+    return [n for n in names if int(results.get(n, {}).get("images", 0)) <= 0]
 
 
 def format_table(results: dict[str, dict[str, Any]], scale: int, model: str) -> str:
@@ -24,7 +37,14 @@ def format_table(results: dict[str, dict[str, Any]], scale: int, model: str) -> 
 
 
 def write_benchmark_json(path: str | Path, results: dict[str, dict[str, Any]], **meta: Any) -> Path:
-    """Write `{**meta, "sets": results}` to `path` (atomically) and return it."""
+    """Write `{**meta, "sets": results}` to `path` (atomically) and return it. Results without any scored image
+    raise `NothingEvaluatedError`: an empty or partly empty benchmark.json would look like a finished benchmark."""
+    empty = unevaluated_sets(results)
+    if not results or empty:
+        raise NothingEvaluatedError(
+            f"not writing {path}: "
+            + (f"no image was scored in test set(s) {', '.join(empty)}" if results else "no test set was evaluated")
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
@@ -40,8 +60,14 @@ def report(
     scale: int,
     model: str,
     **meta: Any,
-) -> Path:
-    """Annotate `results` with each set's LR source, print the table and write `<out_dir>/benchmark.json`."""
+) -> Path | None:
+    """Annotate `results` with each set's LR source, print the table and write `<out_dir>/benchmark.json`.
+
+    With no set evaluated (a training run on a machine without the benchmark sets), warn and write nothing: None.
+    """
+    if not results:
+        log.warning("no test set was evaluated: no benchmark table, no %s", Path(out_dir) / "benchmark.json")
+        return None
     for name, row in results.items():
         row["lr_source"] = lr_sources.get(name, "-")
     print(format_table(results, scale, model))

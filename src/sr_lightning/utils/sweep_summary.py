@@ -18,7 +18,8 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("run", "overrides", "num_params", "macs_720p", "val_psnr", "val_ssim", "steps")
+# num_params / macs_720p: the deploy form (what is shipped); num_params_train: the network as trained
+COLUMNS = ("run", "overrides", "num_params", "macs_720p", "num_params_train", "val_psnr", "val_ssim", "steps")
 
 
 def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:

@@ -93,6 +93,10 @@ class FDIWN(nn.Module):
 
     #: state-dict prefixes of the upsampling paths: re-initialised by `init_from` when the scale changes
     upsampler_prefixes: tuple[str, ...] = ("up1", "up2")
+    #: smallest input side (pixels), found by running it: the forward pass works down to 1x1, but at 1x1 every
+    #: feature map is one value, its spatial std (CoffConv contrast branch) is 0 and sqrt'(0) makes the training
+    #: gradients NaN; 2x2 (and 1x2, 2x1) inputs train with finite gradients.
+    min_input_size: int = 2
 
     def __init__(
         self,

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import copy
 import logging
-from pathlib import Path
+from collections import defaultdict
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
-from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import network_form, reparameterize_model
-from sr_lightning.weights import save_weights
 
 log = logging.getLogger(__name__)
 
@@ -21,41 +19,37 @@ class Reparameterize(Callback):
 
     Args:
         at: when to fold: ``"fit_start"`` (before the optimizer is built: the EFDN reparam stage fine-tunes the
-            plain network), ``"never"`` (only export), or a step / epoch number (see ``unit``) after which training
-            continues on the folded network with a freshly built optimizer (single-process only).
+            plain network), ``"never"``, or a step / epoch number (see ``unit``) after which training continues on the
+            folded network.
         unit: ``"step"`` or ``"epoch"`` for an integer ``at``.
-        export_path: where to write the deploy-form weights at the end of fitting (None: no export).
-    The form ("train" / "deploy") is recorded in every checkpoint by `SRModule`, so resuming or testing a
-    checkpoint rebuilds the right architecture.
+
+    A mid-training fold keeps the optimizer and LR scheduler objects: the optimizer's parameter groups are re-pointed
+    at the folded parameters (moments kept for the parameters the fold leaves alone, dropped for the folded ones), so
+    the schedule continues where it was. Under DDP the module is wrapped again (every rank folds identically).
+    After folding, every callback with an ``on_reparameterize(trainer, pl_module)`` method is told (e.g. `EMA` folds
+    its averaged copy). The form ("train" / "deploy") is recorded in every checkpoint by `SRModule`; the run's
+    ``weights/deploy.pth`` is written by the train entry point from the best weights.
     """
 
-    def __init__(self, at: str | int = "fit_start", unit: str = "step", export_path: str | None = None) -> None:
+    def __init__(self, at: str | int = "fit_start", unit: str = "step") -> None:
         if isinstance(at, str) and at not in ("fit_start", "never"):
             raise ValueError(f"at must be 'fit_start', 'never' or a step/epoch number, got {at!r}")
         if unit not in ("step", "epoch"):
             raise ValueError(f"unit must be 'step' or 'epoch', got {unit!r}")
         self.at = at
         self.unit = unit
-        self.export_path = export_path
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if stage == "fit" and self.at == "fit_start":
-            self._fold(pl_module)
+        if stage == "fit" and self.at == "fit_start" and self._fold(pl_module):
+            _notify(trainer, pl_module)
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: object, idx: int) -> None:
-        if self.unit == "step" and isinstance(self.at, int) and trainer.global_step == self.at:
+        if self.unit == "step" and isinstance(self.at, int) and trainer.global_step >= self.at:
             self._fold_mid_training(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.unit == "epoch" and isinstance(self.at, int) and trainer.current_epoch == self.at:
+        if self.unit == "epoch" and isinstance(self.at, int) and trainer.current_epoch >= self.at:
             self._fold_mid_training(trainer, pl_module)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.export_path and trainer.is_global_zero:
-            deploy = copy.deepcopy(pl_module.net)
-            to_deploy_form(deploy)
-            save_weights(deploy, Path(self.export_path), {"form": "deploy", "network": type(deploy).__name__})
-            log.info("exported deploy-form weights to %s", self.export_path)
 
     @staticmethod
     def _fold(pl_module: L.LightningModule) -> int:
@@ -67,9 +61,49 @@ class Reparameterize(Callback):
         return n
 
     def _fold_mid_training(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if network_form(pl_module.net) == "deploy":
-            return
-        if trainer.world_size > 1:
-            raise RuntimeError("folding in the middle of a multi-process run is not supported: use at=fit_start")
-        self._fold(pl_module)
-        trainer.strategy.setup_optimizers(trainer)  # the old optimizer holds the branch parameters
+        if not self._fold(pl_module):
+            return  # already folded (also after resuming from a checkpoint written after the fold)
+        repoint_optimizers(trainer, pl_module)
+        strategy = trainer.strategy
+        if trainer.world_size > 1 and hasattr(strategy, "configure_ddp"):
+            strategy.model = pl_module  # the DDP wrapper holds the old parameters: wrap the folded module again
+            strategy.configure_ddp()
+        _notify(trainer, pl_module)
+
+
+def repoint_optimizers(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """Point the existing optimizers at the module's current parameters, in the groups `configure_optimizers` gives.
+
+    The optimizer objects stay (so LR schedulers keep their state and the current LR); per-parameter state (Adam
+    moments) is kept for parameters that still exist and dropped for the ones a fold replaced.
+    """
+    fresh = pl_module.configure_optimizers()
+    fresh_opts = _optimizers_of(fresh)
+    if len(fresh_opts) != len(trainer.optimizers):
+        raise RuntimeError("configure_optimizers gave a different number of optimizers after the fold")
+    for old, new in zip(trainer.optimizers, fresh_opts):
+        if len(old.param_groups) != len(new.param_groups):
+            raise RuntimeError("configure_optimizers gave a different number of parameter groups after the fold")
+        for old_group, new_group in zip(old.param_groups, new.param_groups):
+            old_group["params"] = list(new_group["params"])
+        alive = {p for g in old.param_groups for p in g["params"]}
+        old.state = defaultdict(dict, {p: s for p, s in old.state.items() if p in alive})
+
+
+def _optimizers_of(config: object) -> list[torch.optim.Optimizer]:
+    """The optimizers of a `configure_optimizers` return value (optimizer, dict, or list of either)."""
+    if isinstance(config, torch.optim.Optimizer):
+        return [config]
+    if isinstance(config, dict):
+        return [config["optimizer"]]
+    if isinstance(config, (list, tuple)):
+        items = config[0] if len(config) == 2 and isinstance(config[0], (list, tuple)) else config
+        return [opt for item in items for opt in _optimizers_of(item)]
+    raise TypeError(f"unsupported configure_optimizers return value: {type(config).__name__}")
+
+
+def _notify(trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    for cb in trainer.callbacks:
+        hook = getattr(cb, "on_reparameterize", None)
+        if callable(hook):
+            hook(trainer, pl_module)
