@@ -34,6 +34,8 @@ CALLBACKS = {
     "reparam_start": ("callbacks=reparam",),
     "reparam_step": ("callbacks=reparam", "callbacks.reparameterize.at=4"),
 }
+# EMA rides along where most meets: DDP, bf16 autocast and a fold in the middle of training.
+EXTRA = {("ddp_cpu", "bf16-mixed", "reparam_step"): ("callbacks.ema.enabled=true",)}
 MATRIX = [
     ("cpu", "32-true", "default"),
     ("ddp_cpu", "bf16-mixed", "default"),
@@ -70,6 +72,7 @@ def test_composition(hardware, precision, callbacks, benchmark_dir, tmp_path):
         f"hardware={hardware}",
         f"trainer.precision={precision}",
         *CALLBACKS[callbacks],
+        *EXTRA.get((hardware, precision, callbacks), ()),
         *MODEL,
         "scale=4",
         f"trainer.max_steps={STEPS}",

@@ -14,14 +14,13 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from _lightning_helpers import edbb_net, sample_datamodule
 from compose import compose_cfg
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from sr_lightning.archs.edbb import make_edbb
 from sr_lightning.archs.reparam import network_form, reparameterize_model
-from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.sample import SampleImages
 from sr_lightning.lightning.callbacks import EMA, Reparameterize
 from sr_lightning.lightning.callbacks.ema import ema_decay, ema_multi_avg_fn
@@ -30,27 +29,6 @@ from sr_lightning.metrics import PSNRY, SSIMY
 from sr_lightning.utils.instantiate import instantiate_dict
 
 U32 = 2.0**-24  # unit roundoff of float32
-
-
-def tiny_net() -> nn.Module:
-    """A network holding re-parameterizable blocks (EDBBs), small enough for a few CPU steps."""
-    torch.manual_seed(0)
-    no_identity = ("conv3x3", "conv1x1", "expand", "sobel_x", "sobel_y", "laplacian")
-    return nn.Sequential(
-        make_edbb(3, 8, branches=no_identity), nn.PReLU(8), make_edbb(8, 12, branches=no_identity), nn.PixelShuffle(2)
-    )
-
-
-def datamodule(test: bool = False) -> SRDataModule:
-    return SRDataModule(
-        train=SampleImages("train", scale=2),
-        val=SampleImages("heldout", scale=2),
-        test={"sample": SampleImages("heldout", scale=2)} if test else None,
-        scale=2,
-        lr_patch_size=16,
-        batch_size=2,
-        num_workers=0,
-    )
 
 
 def sr_module(net: nn.Module) -> SRModule:
@@ -137,9 +115,9 @@ def test_average_follows_the_ema_recursion(warmup):
 def test_validation_checkpoints_and_test_loop_use_the_average(tmp_path):
     ema = EMA(decay=0.999, validate_raw=True)
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    module = sr_module(tiny_net())
+    module = sr_module(edbb_net())
     t = trainer(tmp_path, [ema, ckpt], max_steps=4)
-    t.fit(module, datamodule=datamodule())
+    t.fit(module, datamodule=sample_datamodule())
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)  # written after the step-4 validation
 
     # The checkpoint: the average as state_dict, the raw weights beside it, the update count.
@@ -153,13 +131,13 @@ def test_validation_checkpoints_and_test_loop_use_the_average(tmp_path):
 
     # Validation scored the average (val/*) and the raw weights (val_raw/*), on every held-out image.
     metrics = t.callback_metrics
-    ema_scores, raw_scores = score(tiny_net(), average), score(tiny_net(), raw)
+    ema_scores, raw_scores = score(edbb_net(), average), score(edbb_net(), raw)
     assert ema_scores != raw_scores
     for key, want in zip(("val/psnr", "val/ssim", "val_raw/psnr", "val_raw/ssim"), ema_scores + raw_scores):
         assert float(metrics[key]) == pytest.approx(want, rel=4 * U32), key  # logged through float32 at most
 
     # The test loop on the checkpoint evaluates its state_dict (the average), not the raw weights.
-    t.test(module, datamodule=datamodule(test=True), ckpt_path=tmp_path / "ckpt" / "last.ckpt", verbose=False)
+    t.test(module, datamodule=sample_datamodule(test=True), ckpt_path=tmp_path / "ckpt" / "last.ckpt", verbose=False)
     assert_same_tensors(module.net.state_dict(), average)
     assert module.test_results["sample"]["psnr"] == pytest.approx(ema_scores[0], rel=1e-12)
 
@@ -167,20 +145,20 @@ def test_validation_checkpoints_and_test_loop_use_the_average(tmp_path):
 def test_raw_scoring_is_float32_without_autocast(tmp_path):
     """score_raw under an active bf16 autocast gives the float32 scores."""
     ema = EMA()
-    module = sr_module(tiny_net())
+    module = sr_module(edbb_net())
     t = trainer(tmp_path, [ema], max_steps=1, val_every=None)
-    t.fit(module, datamodule=datamodule())
+    t.fit(module, datamodule=sample_datamodule())
     t.limit_val_batches = 1.0
-    t.validate(module, datamodule=datamodule(), verbose=False)  # sets up the validation loaders
+    t.validate(module, datamodule=sample_datamodule(), verbose=False)  # sets up the validation loaders
     with torch.autocast("cpu", dtype=torch.bfloat16):
         psnr, ssim = ema.score_raw(t, module)
-    assert (float(psnr), float(ssim)) == score(tiny_net(), module.net.state_dict())
+    assert (float(psnr), float(ssim)) == score(edbb_net(), module.net.state_dict())
 
 
 # -- folds ---------------------------------------------------------------------------------------------------------
 def test_on_reparameterize_folds_the_average():
     """Folding the training-form average gives the deploy-form average; updates then pair with the folded net."""
-    module = sr_module(tiny_net())
+    module = sr_module(edbb_net())
     ema = EMA(decay=0.9)
     ema.setup(None, module, "fit")  # type: ignore[arg-type]
     torch.manual_seed(2)
@@ -219,9 +197,9 @@ def test_fold_mid_training_folds_the_average(tmp_path, ema_first):
                 snapshots["after"] = copy.deepcopy(ema._average_model.module.net)
 
     fold = Reparameterize(at=2, unit="step")
-    module = sr_module(tiny_net())
+    module = sr_module(edbb_net())
     callbacks = [ema, fold, Spy()] if ema_first else [fold, ema, Spy()]
-    trainer(tmp_path, callbacks, max_steps=4, val_every=None).fit(module, datamodule=datamodule())
+    trainer(tmp_path, callbacks, max_steps=4, val_every=None).fit(module, datamodule=sample_datamodule())
 
     assert network_form(snapshots["before"]) == "train" and network_form(snapshots["after"]) == "deploy"
     reparameterize_model(snapshots["before"])
@@ -234,8 +212,10 @@ def test_fold_mid_training_folds_the_average(tmp_path, ema_first):
 def test_fold_at_fit_start_in_either_callback_order(tmp_path, ema_first):
     ema = EMA(decay=0.9)
     fold = Reparameterize(at="fit_start")
-    module = sr_module(tiny_net())
-    trainer(tmp_path, [ema, fold] if ema_first else [fold, ema], max_steps=2).fit(module, datamodule=datamodule())
+    module = sr_module(edbb_net())
+    trainer(tmp_path, [ema, fold] if ema_first else [fold, ema], max_steps=2).fit(
+        module, datamodule=sample_datamodule()
+    )
     assert network_form(ema._average_model.module.net) == "deploy"
     assert_same_tensors(ema._average_model.module.net.state_dict(), module.net.state_dict())  # copied at the end
 
@@ -251,7 +231,7 @@ def test_resume_ends_with_the_uninterrupted_average(tmp_path, form):
     total, k = 6, 3
 
     def net(built: str) -> nn.Module:
-        n = tiny_net()
+        n = edbb_net()
         if built == "deploy":
             reparameterize_model(n)
         return n
@@ -261,7 +241,7 @@ def test_resume_ends_with_the_uninterrupted_average(tmp_path, form):
         ckpt = ModelCheckpoint(dirpath=root, filename="{step}", every_n_train_steps=k, save_top_k=-1)
         module = sr_module(net(built))
         trainer(root, [ema, ckpt], max_steps=max_steps, val_every=None).fit(
-            module, datamodule=datamodule(), ckpt_path=ckpt_path
+            module, datamodule=sample_datamodule(), ckpt_path=ckpt_path
         )
         return ema, module
 
@@ -294,15 +274,16 @@ import json, sys
 from pathlib import Path
 import lightning as L, torch
 sys.path.insert(0, {tests!r})
-from test_ema import EMA, ModelCheckpoint, datamodule, sr_module, tiny_net
+from _lightning_helpers import edbb_net, sample_datamodule
+from test_ema import EMA, ModelCheckpoint, sr_module
 
 out = Path({out!r})
 ema = EMA(decay=0.999, validate_raw=True)
-module = sr_module(tiny_net())
+module = sr_module(edbb_net())
 t = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_steps=4, logger=False, enable_progress_bar=False,
               enable_model_summary=False, num_sanity_val_steps=0, val_check_interval=4, check_val_every_n_epoch=None,
               default_root_dir=out, callbacks=[ema, ModelCheckpoint(dirpath=out / "ckpt", save_last=True)])
-dm = datamodule()
+dm = sample_datamodule()
 dm.batch_size = 4  # the global batch: 2 per process
 t.fit(module, datamodule=dm)
 r = t.global_rank
@@ -323,8 +304,8 @@ def test_ddp_ranks_hold_the_same_average_and_raw_scores_sync(tmp_path):
     last = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
     # The three held-out images are split 2 + 1 over the ranks; the synced means are the means over all three, the
     # same on both ranks (train/loss is per rank).
-    ema_scores = score(tiny_net(), net_state(last["state_dict"]))
-    raw_scores = score(tiny_net(), net_state(last["current_model_state"]))
+    ema_scores = score(edbb_net(), net_state(last["state_dict"]))
+    raw_scores = score(edbb_net(), net_state(last["current_model_state"]))
     assert ema_scores != raw_scores
     for key, want in zip(("val/psnr", "val/ssim", "val_raw/psnr", "val_raw/ssim"), ema_scores + raw_scores):
         assert m0[key] == m1[key] == pytest.approx(want, rel=4 * U32), key

@@ -92,7 +92,7 @@ def train(cfg: DictConfig) -> dict:
         log.warning("pre-empted at step %d: exiting with %d (resume with resume=auto)", trainer.global_step, code)
         sys.exit(code)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    ckpt_cb = trainer.checkpoint_callback
+    ckpt_cb = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)  # best by val
     best = getattr(ckpt_cb, "best_model_path", "") or ""
     best_psnr = getattr(ckpt_cb, "best_model_score", None)
     if trainer.is_global_zero:  # per-run summary, gathered by the sweep summary callback of multiruns

@@ -44,7 +44,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Checkpoint
 
 from sr_lightning.lightning.callbacks.checkpoints import LastCheckpoint
 
@@ -69,7 +69,7 @@ def slurm_job_id() -> str | None:
     return job_id if job_id and re.fullmatch(r"[0-9_]+", job_id) else None
 
 
-class Preemption(Callback):
+class Preemption(Checkpoint):
     """Checkpoint and stop cleanly when the scheduler signals (see the module docstring).
 
     Args:
@@ -81,6 +81,9 @@ class Preemption(Callback):
 
     After the fit, ``preempted`` tells whether it stopped for a signal, ``signal_name`` which one, and
     ``stopped_at_step`` the global step saved in ``checkpoint_path``.
+
+    It is a `Checkpoint` callback, so Lightning runs it after the other callbacks (it moves checkpoint callbacks to the
+    end of the list): the checkpoint it writes at a batch end already holds that step's EMA update.
     """
 
     def __init__(
