@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
 
 TINY = (
     "trainer.max_steps=2",
+    "trainer.log_every_n_steps=1",
     "stage.val_every_n_steps=2",
     "stage.batch_size=2",
     "stage.lr_patch_size=24",
@@ -40,6 +41,8 @@ def test_four_stage_chain_x4(train_dir, benchmark_dir, tmp_path):
         assert (logs / "efdn_x4" / stage / "weights" / "model.pth").is_file(), stage
 
     chain = logs / "efdn_x4"
+    header = next((chain / "2_eg").glob("csv/**/metrics.csv")).read_text().splitlines()[0].split(",")
+    assert {"train/l1", "train/sobel_x", "train/sobel_y", "train/laplacian", "train/loss"} <= set(header)
     eg_ckpt = torch.load(chain / "2_eg" / "checkpoints" / "last.ckpt", weights_only=False)
     lambdas = eg_ckpt["state_dict"]["loss.lambdas"]
     assert torch.isfinite(lambdas).all() and (lambdas > 0).all()
