@@ -1,22 +1,26 @@
-"""Compose the real `conf/` tree the way the entry points do (used by several tests)."""
+"""Compose the packaged configs (pkg://sr_lightning.conf) the way the entry points do (used by several tests)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.config import CONF_PACKAGE, conf_files, register_resolvers
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose `config_name` with `overrides`, with hydra's runtime node set (as in a real run)."""
     register_resolvers()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=conf_dir(), version_base="1.3"):
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
         cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(output_dir)
@@ -26,7 +30,24 @@ def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> Dic
     return cfg
 
 
+def _yaml_files(folder: Traversable, prefix: str = "") -> list[str]:
+    """`<sub>/<name>.yaml` of every YAML file under `folder` (importlib resources have no rglob)."""
+    names = []
+    for entry in folder.iterdir():
+        if entry.is_dir():
+            names += _yaml_files(entry, f"{prefix}{entry.name}/")
+        elif entry.name.endswith(".yaml"):
+            names.append(prefix + entry.name)
+    return names
+
+
+def packaged_yaml(group: str = "") -> list[str]:
+    """The YAML files of the packaged configs (of one group, or all), relative to it, sorted."""
+    root = conf_files()
+    return sorted(_yaml_files(root.joinpath(group) if group else root))
+
+
 def group_options(group: str) -> list[str]:
-    """The option names of a config group (its YAML files)."""
-    root = Path(conf_dir()) / group
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+    """The option names of a config group (its YAML files in the packaged configs; files named `_*` are bases)."""
+    names = [name.removesuffix(".yaml") for name in packaged_yaml(group)]
+    return [n for n in names if not n.rsplit("/", 1)[-1].startswith("_")]  # `_*`: bases pulled in by defaults lists

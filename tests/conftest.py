@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from sr_lightning.paths import shared_dir, shared_required
+from sr_lightning.paths import shared_dir
+
+
+def shared_required() -> bool:
+    """True when ``SR_REQUIRE_SHARED`` is set to a truthy value (CI): missing shared data is an error."""
+    return os.environ.get("SR_REQUIRE_SHARED", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def require_shared(sub: str = "") -> Path:

@@ -5,29 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 from _data_helpers import make_div2k, make_flickr2k
-from compose import compose_cfg, group_options
+from compose import compose_cfg
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import OmegaConf
+from test_config_groups import GROUPS, options  # the option names (files starting with `_` are bases, not options)
 
 from sr_lightning.utils.instantiate import instantiate_dict
-
-GROUPS = [
-    "model",
-    "loss",
-    "stage",
-    "hardware",
-    "data",
-    "logger",
-    "callbacks",
-    "paths",
-    "experiment",
-    "hparams_search",
-]
 
 
 def test_every_group_has_options():
     for group in GROUPS:
-        assert group_options(group), f"conf/{group}/ has no options"
+        assert options(group), f"conf/{group}/ has no options"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +29,7 @@ def stand_in_data(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in group_options(g)])
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
 def test_option_composes_and_instantiates(group, option, tmp_path, stand_in_data):
     overrides = [f"{group}={option}", f"paths.data_dir={stand_in_data}", f"paths.cache_dir={tmp_path / 'cache'}"]
     if option in {"wandb", "many"}:
@@ -49,10 +39,15 @@ def test_option_composes_and_instantiates(group, option, tmp_path, stand_in_data
     if group == "hparams_search":
         assert cfg.optimized_metric
         return
-    if group == "hardware":
-        if cfg.trainer.accelerator == "cpu":
-            trainer = instantiate(cfg.trainer, logger=False)
-            assert trainer.max_steps == cfg.stage.max_steps
+    if group in {"hardware", "trainer"}:
+        if cfg.trainer.accelerator == "gpu" and torch.cuda.device_count() < cfg.trainer.devices:
+            # every argument (precision included) is validated before Lightning looks for the GPUs
+            with pytest.raises(InstantiationException) as err:  # no GPU, or fewer than requested
+                instantiate(cfg.trainer, logger=False)
+            assert isinstance(err.value.__cause__, MisconfigurationException)
+            return
+        trainer = instantiate(cfg.trainer, logger=False)
+        assert trainer.max_steps == cfg.stage.max_steps
         return
     if group in {"model", "experiment"}:
         net = instantiate(cfg.model)
@@ -61,15 +56,16 @@ def test_option_composes_and_instantiates(group, option, tmp_path, stand_in_data
         loss = instantiate(cfg.loss)
         x = torch.rand(1, 3, 8, 8)
         assert torch.isfinite(loss(x, x.flip(-1)))
-    if group == "stage":
+    if group in {"stage", "module", "experiment"}:
         module = instantiate(cfg.module)
         assert module.configure_optimizers()
     if group in {"data", "experiment"}:
         dm = instantiate(cfg.data)
         assert dm.scale == cfg.scale
-    if group in {"logger", "callbacks"}:
-        for obj in instantiate_dict(cfg.get(group)):
-            assert obj is not None
+    if group in {"logger", "callbacks", "experiment"}:
+        for node in ("logger", "callbacks") if group == "experiment" else (group,):
+            for obj in instantiate_dict(cfg.get(node)):
+                assert obj is not None
 
 
 def test_scale_reaches_model_and_data(tmp_path):

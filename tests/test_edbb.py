@@ -255,7 +255,7 @@ def test_efdn_training_form_folds_to_deploy_form(benchmark_dir: Path) -> None:
     with torch.no_grad():  # non-trivial EDBB weights on top of the default init
         for block in (m for m in net.modules() if isinstance(m, EDBB)):
             for name, p in block.named_parameters():
-                p.add_(torch.randn_like(p) * (0.1 if name.endswith(("scale", "bias")) else 0.02))
+                p.add_(torch.randn_like(p) * (0.1 if name.endswith(("gain", "bias")) else 0.02))
     assert network_form(net) == "train"
     x = _set5_crop(benchmark_dir)
     # The input each EDBB sees in the online network, to compare the forms block by block on real activations:

@@ -10,11 +10,20 @@ from hydra.utils import instantiate
 from torch import nn
 
 from sr_lightning.archs.fdiwn import FDIWN, default_schedule
-from sr_lightning.archs.weight_norm import fold_weight_norm, has_weight_norm, legacy_weight_norm_key
+from sr_lightning.archs.weight_norm import LEGACY_NAMES, fold_weight_norm, has_weight_norm
 from sr_lightning.data.benchmark import BenchmarkDataset
 from sr_lightning.data.imresize import imresize
 from sr_lightning.metrics.functional import psnr_y
 from sr_lightning.weights import init_weights_from, load_weights
+
+
+def legacy_weight_norm_key(key: str) -> str:
+    """``a.weight_g`` -> ``a.parametrizations.weight.original0`` (``weight_v`` -> ``original1``); others unchanged."""
+    prefix, _, leaf = key.rpartition(".")
+    if leaf in LEGACY_NAMES:
+        return f"{prefix}.{LEGACY_NAMES[leaf]}" if prefix else LEGACY_NAMES[leaf]
+    return key
+
 
 COUNTS = {(2, 3): 629_176, (3, 3): 646_486, (4, 3): 663_848, (3, 2): 446_814, (4, 2): 454_648}
 

@@ -11,9 +11,20 @@ import torch
 from _tolerance import assert_within, gamma
 from PIL import Image
 
-from sr_lightning.data.imresize import _weight_matrix, imresize, imresize_np, modcrop
+from sr_lightning.data.imresize import _weight_matrix, bicubic_upscale, imresize, modcrop
+from sr_lightning.data.io import load_image
+from sr_lightning.data.sample import sample_files
+from sr_lightning.ops.pixels import to_float
 
 SCALES = (2, 3, 4)
+
+
+def imresize_np(img: np.ndarray, scale: float) -> np.ndarray:
+    """``imresize`` for a numpy image HxW or HxWxC, as the official files store them."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    if img.ndim == 3:
+        return np.ascontiguousarray(imresize(t.permute(2, 0, 1), scale=scale).permute(1, 2, 0).numpy())
+    return imresize(t, scale=scale).numpy()
 
 
 def _pairs(benchmark_dir: Path) -> list[tuple[str, int, np.ndarray, np.ndarray]]:
@@ -216,6 +227,18 @@ def test_modcrop_tensor_and_numpy() -> None:
     assert modcrop(a, 4).shape == (16, 20, 3)
     assert modcrop(a[:, :, 0], 3).shape == (15, 21)
     assert isinstance(modcrop(a, 2), np.ndarray) and isinstance(modcrop(t, 2), torch.Tensor)
+
+
+def test_bicubic_upscale_works_on_the_8bit_values() -> None:
+    photo = torch.from_numpy(load_image(sample_files("train")[1])).permute(2, 0, 1)[:, :96, :120]
+    lr8 = imresize(photo.contiguous(), scale=0.25)
+    lr = to_float(lr8)[None]
+    up = bicubic_upscale(lr, 4)
+    assert up.dtype == torch.float32 and up.shape == (1, 3, 96, 120)
+    assert torch.equal(up, to_float(imresize(lr8, scale=4))[None])  # MATLAB imresize(LR uint8, 4), then v / 255
+    # a float LR less than half a level off its 8-bit values is quantised first: the same output
+    jitter = (torch.rand(lr.shape, generator=torch.Generator().manual_seed(0)) - 0.5) * (0.98 / 255)
+    assert torch.equal(bicubic_upscale(lr + jitter, 4), up)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,4 +1,4 @@
-"""load_image / save_image / to_tensor / to_uint8 rules on small PIL-made files and the real Set14 bridge."""
+"""load_image / save_image rules on small PIL-made files and the real Set14 bridge."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sr_lightning.data.io import load_image, save_image, to_tensor, to_uint8
+from sr_lightning.data.io import load_image, save_image
+from sr_lightning.ops.pixels import to_float
 
 
 def _rgb(h: int = 5, w: int = 7, seed: int = 0) -> np.ndarray:
@@ -102,17 +103,17 @@ def test_real_bridge_gray_loads_as_three_channels(benchmark_dir: Path) -> None:
     assert np.array_equal(out[:, :, 0], out[:, :, 1]) and np.array_equal(out[:, :, 0], out[:, :, 2])
 
 
-def test_tensor_conversions_and_float_save(tmp_path: Path) -> None:
+def test_save_image_tensors(tmp_path: Path) -> None:
     a = _rgb(4, 6)
-    t = to_tensor(a)
-    assert t.dtype == torch.float32 and t.shape == (3, 4, 6)
-    assert float(t.min()) >= 0.0 and float(t.max()) <= 1.0
-    assert np.array_equal(to_uint8(t), a)
-    # clamping and rounding half up (exact: float32(0.5 / 255) * 255 rounds to exactly 0.5 under IEEE
-    # round-to-nearest, and the product and the + 0.5 are separate, correctly rounded operations)
-    x = torch.tensor([-0.5, 0.0, 0.5 / 255, 1.49 / 255, 1.0, 2.0]).view(1, 1, 6).repeat(3, 1, 1)
-    assert to_uint8(x)[0, :, 0].tolist() == [0, 0, 1, 1, 255, 255]
-    save_image(tmp_path / "t.png", t)
-    assert np.array_equal(load_image(tmp_path / "t.png"), a)
-    with pytest.raises(TypeError):
-        to_tensor(a.astype(np.float32))
+    chw = torch.from_numpy(a).permute(2, 0, 1)
+    save_image(tmp_path / "f.png", to_float(chw))  # float [0, 1]: rounded back by ops.pixels.to_uint8
+    assert np.array_equal(load_image(tmp_path / "f.png"), a)
+    save_image(tmp_path / "u.png", chw)  # uint8 tensor: saved as is
+    assert np.array_equal(load_image(tmp_path / "u.png"), a)
+    # out-of-range floats are clamped
+    save_image(tmp_path / "c.png", torch.tensor([-0.5, 2.0]).view(1, 1, 2).repeat(3, 1, 1))
+    assert load_image(tmp_path / "c.png")[0].tolist() == [[0, 0, 0], [255, 255, 255]]
+    with pytest.raises(ValueError, match="CxHxW"):
+        save_image(tmp_path / "b.png", to_float(chw)[None])
+    with pytest.raises(TypeError, match="uint8"):
+        save_image(tmp_path / "b.png", a.astype(np.float32))

@@ -1,5 +1,5 @@
 """GV and EG losses (EFDN Sec. 3.3) against an independent numpy computation on a real Set5 crop, plus their
-edge cases, the automatic λ from EDBB scales, and their persistence."""
+edge cases, the automatic λ from EDBB branch gains, and their persistence."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from scipy.ndimage import gaussian_filter
 from torch import nn
 
 from sr_lightning.data.io import load_image
-from sr_lightning.losses import EdgeGradientLoss, GradientVarianceLoss, edge_lambdas_from_scales
+from sr_lightning.losses import EdgeGradientLoss, GradientVarianceLoss, edge_lambdas_from_gains
+from sr_lightning.losses.eg import DEFAULT_GAIN_SUFFIXES, collect_edge_gains
 from sr_lightning.losses.gradient_variance import patch_variance
 from sr_lightning.ops.edges import GRAY_BT601, GRAY_MATLAB, LAPLACIAN, gradient_maps, to_gray
-from sr_lightning.weights import save_weights
 
 # The filters written out here again (cross-correlation, as torch's conv2d) so the reference owns its copy.
 NP_FILTERS = {
@@ -248,40 +248,42 @@ def test_edge_options(pair):
 
 # ---------------------------------------------------------------- λ
 class FakeEdgeBranch(nn.Module):
-    def __init__(self, scale: list[float]) -> None:
+    def __init__(self, gain: list[float], name: str = "gain") -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor(scale))
-        self.bias = nn.Parameter(torch.full((len(scale),), 7.0))  # must not be picked up
+        self.register_parameter(name, nn.Parameter(torch.tensor(gain)))
+        self.bias = nn.Parameter(torch.full((len(gain),), 7.0))  # must not be picked up
 
 
 class FakeEDBB(nn.Module):
-    """Only the parameter layout of an EDBB: <block>.sobel_x.scale etc."""
+    """Only the parameter layout of an EDBB: <block>.sobel_x.gain etc. (``name="scale"``: the layout before the
+    branch parameter was renamed to ``gain``)."""
 
-    def __init__(self, sx: list[float], sy: list[float], sl: list[float]) -> None:
+    def __init__(self, gx: list[float], gy: list[float], gl: list[float], name: str = "gain") -> None:
         super().__init__()
-        self.sobel_x, self.sobel_y, self.laplacian = FakeEdgeBranch(sx), FakeEdgeBranch(sy), FakeEdgeBranch(sl)
+        self.sobel_x, self.sobel_y = FakeEdgeBranch(gx, name), FakeEdgeBranch(gy, name)
+        self.laplacian = FakeEdgeBranch(gl, name)
         self.conv3x3 = nn.Conv2d(2, 2, 3, padding=1)
 
 
-def fake_net() -> nn.Module:
-    # pooled mean |scale|: x = (1+3+2+2)/4 = 2, y = (0.5+0.5+0.5+0.5)/4 = 0.5, l = (1.5+1.5+1+2)/4 = 1.5; sum 4
+def fake_net(name: str = "gain") -> nn.Module:
+    # pooled mean |gain|: x = (1+3+2+2)/4 = 2, y = (0.5+0.5+0.5+0.5)/4 = 0.5, l = (1.5+1.5+1+2)/4 = 1.5; sum 4
     return nn.Sequential(
-        FakeEDBB([1.0, -3.0], [0.5, -0.5], [1.5, 1.5]),
+        FakeEDBB([1.0, -3.0], [0.5, -0.5], [1.5, 1.5], name),
         nn.PReLU(2),
-        FakeEDBB([2.0, 2.0], [-0.5, 0.5], [-1.0, 2.0]),
+        FakeEDBB([2.0, 2.0], [-0.5, 0.5], [-1.0, 2.0], name),
     )
 
 
 EXPECTED = (2.0 / 4, 0.5 / 4, 1.5 / 4)
 
 
-def test_edge_lambdas_from_scales():
-    got = edge_lambdas_from_scales(torch.tensor([1.0, -3.0]), torch.tensor([0.5]), torch.tensor([-1.5]), factor=2.0)
-    # dyadic scales: every mean, sum and ratio is exact, so the values are too
+def test_edge_lambdas_from_gains():
+    got = edge_lambdas_from_gains(torch.tensor([1.0, -3.0]), torch.tensor([0.5]), torch.tensor([-1.5]), factor=2.0)
+    # dyadic gains: every mean, sum and ratio is exact, so the values are too
     assert got == (2 * 2.0 / 4, 2 * 0.5 / 4, 2 * 1.5 / 4)
     assert sum(got) == 2.0
     with pytest.raises(ValueError, match="cannot normalise"):
-        edge_lambdas_from_scales(torch.zeros(2), torch.zeros(2), torch.zeros(2))
+        edge_lambdas_from_gains(torch.zeros(2), torch.zeros(2), torch.zeros(2))
 
 
 def test_auto_lambdas_from_network(pair):
@@ -304,55 +306,61 @@ def test_auto_lambdas_from_network(pair):
     assert not EdgeGradientLoss().needs_network  # fixed λ never wait for a network
 
 
-def test_auto_lambdas_official_names_and_errors():
+def test_auto_lambdas_official_and_old_names_and_errors():
     class Official(nn.Module):  # the official training-form EDBB names: conv1x1_sbx.scale, shape (C, 1, 1, 1)
         def __init__(self) -> None:
             super().__init__()
             for name, s in (("conv1x1_sbx", 1.0), ("conv1x1_sby", 2.0), ("conv1x1_lpl", 1.0)):
-                self.add_module(name, FakeEdgeBranch([s, -s]))
+                self.add_module(name, FakeEdgeBranch([s, -s], "scale"))
                 getattr(self, name).scale.data = getattr(self, name).scale.data.view(2, 1, 1, 1)
 
     assert EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(Official()) == (0.25, 0.5, 0.25)  # dyadic
-    with pytest.raises(ValueError, match="no edge-branch scale"):  # a deploy-form net has no branch scales
+    # our names before the `scale` -> `gain` rename (<block>.sobel_x.scale): the same λ as the new names
+    assert EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(fake_net("scale")) == EXPECTED  # dyadic: exact
+    with pytest.raises(ValueError, match="no edge-branch gain"):  # a deploy-form net has no branch gains
         EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(nn.Conv2d(3, 3, 3))
-    custom = EdgeGradientLoss(lambdas="auto", scale_suffixes=("a.s", "b.s", "c.s"))
+    with pytest.raises(ValueError, match="no edge-branch gain"):  # a branch's other parameters are not gains
+        EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(fake_net("weight"))
+    custom = EdgeGradientLoss(lambdas="auto", gain_suffixes=("a.s", "b.s", "c.s"))
     net = nn.ModuleDict(
         {k: nn.ParameterDict({"s": nn.Parameter(torch.tensor([v]))}) for k, v in zip("abc", (1.0, 1.0, 2.0))}
     )
     assert custom.set_lambdas_from_network(net) == (0.25, 0.25, 0.5)  # dyadic: exact
+    with pytest.raises(ValueError, match="gain_suffixes needs 3 entries"):
+        EdgeGradientLoss(lambdas="auto", gain_suffixes=("a.s", "b.s"))
     with pytest.raises(ValueError, match="three floats or 'auto'"):
         EdgeGradientLoss(lambdas="manual")
     with pytest.raises(ValueError, match="3 values"):
         EdgeGradientLoss(lambdas=(1.0, 2.0))
-    with pytest.raises(ValueError, match="only used with lambdas='auto'"):
-        EdgeGradientLoss(edbb_weights="x.pth")
+
+
+def test_auto_lambdas_from_gains_of_a_state_dict():
+    # A state dict (e.g. of a file saved before the rename, <block>.sobel_x.scale) through collect_edge_gains.
+    loss = EdgeGradientLoss(lambdas="auto", auto_factor=2.0)
+    assert loss.set_lambdas_from_gains(*collect_edge_gains(fake_net("scale").state_dict())) == tuple(
+        2.0 * v for v in EXPECTED
+    )
+    assert not loss.needs_network
+    assert loss.lambdas.tolist() == [2.0 * v for v in EXPECTED]  # dyadic: exact
 
 
 def test_auto_lambdas_from_real_edbb():
     edbb = pytest.importorskip("sr_lightning.archs.edbb")
     net = nn.Sequential(edbb.EDBB(4, 4), nn.PReLU(4), edbb.EDBB(4, 4))
+    # The real EDBB's branch gains are found by the default suffixes: 2 blocks x 3 branches of 4 channels.
+    values = (-0.3, 0.1, 0.2)
+    filled = 0
     with torch.no_grad():
-        for block in (net[0], net[2]):
-            block.sobel_x.scale.fill_(-0.3)
-            block.sobel_y.scale.fill_(0.1)
-            block.laplacian.scale.fill_(0.2)
+        for name, param in net.named_parameters():
+            for suffixes, v in zip(DEFAULT_GAIN_SUFFIXES, values):
+                if any(name.endswith("." + s) for s in suffixes):
+                    param.fill_(v)
+                    filled += param.numel()
+    assert filled == 2 * 3 * 4
     # 0.3, 0.1, 0.2 are stored in float32 (relative error <= u each); means of equal values and the ratio are
     # float64: within gamma(3) (float32) of the exact ratios
     got = EdgeGradientLoss(lambdas="auto").set_lambdas_from_network(net)
     assert got == pytest.approx((0.5, 1 / 6, 1 / 3), rel=gamma(3))
-
-
-@pytest.mark.parametrize("fmt", ["plain", "sr_lightning"])
-def test_auto_lambdas_from_weights_file(tmp_path, fmt):
-    net = fake_net()
-    path = tmp_path / "edbb.pth"
-    if fmt == "plain":
-        torch.save(net.state_dict(), path)
-    else:
-        save_weights(net, path)
-    loss = EdgeGradientLoss(lambdas="auto", auto_factor=2.0, edbb_weights=str(path))
-    assert not loss.needs_network
-    assert loss.lambdas.tolist() == [2.0 * v for v in EXPECTED]  # dyadic: exact
 
 
 def test_lambdas_persist_in_state_dict():

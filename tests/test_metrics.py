@@ -19,7 +19,8 @@ from _tolerance import assert_within, gamma, unit_roundoff
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
-from sr_lightning.metrics import PSNRY, SSIMY, psnr_y, quantize, rgb_to_y, shave, ssim_y
+from sr_lightning.metrics import PSNRY, SSIMY, psnr_y, rgb_to_y, shave, ssim_y
+from sr_lightning.ops.pixels import quantize
 
 # ------------------------------------------------------------------------ numpy reference (MATLAB protocol)
 
@@ -206,11 +207,47 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
         kb = kornia.color.rgb_to_y(to_t(b).double())[..., s:-s, s:-s]
         k_full.append(kornia.metrics.ssim(ka, kb, 11, max_val=1.0, padding="valid").mean().item())
     assert np.all(np.abs(np.array(k_full) - ref_s) > 1e-3)
-    # ...while kornia with the MATLAB settings ('valid', L = 255, no eps) on our Y agrees: a third opinion.
+    # ...while kornia with the MATLAB settings ('valid', L = 255, no eps) on our Y agrees with the numpy reference
+    # (this call is ssim_y's; before ssim_y used it, its own filter agreed with it within 1.5e-15 on Set5/Set14).
     # float64 with a 2-D 11x11 window: E[x^2] within gamma(121) * 235^2 ~ 7e-10, so the variances within ~1.5e-9,
     # over denominators >= C2 = 58.5: <= ~1e-10 per SSIM value (ours too), inside 1e-9.
     k_valid = [kornia.metrics.ssim(ya, yb, 11, 255.0, eps=0.0, padding="valid").mean().item() for ya, yb in ys]
     np.testing.assert_allclose(k_valid, ref_s, rtol=0, atol=1e-9)
+
+
+def test_kornia_ycbcr_is_full_range_y():
+    """kornia.color.rgb_to_ycbcr's Y is full range (0.299 R + 0.587 G + 0.114 B); the papers' is MATLAB's studio
+    swing, 16 + 219/255 of it: every Y difference shrinks by 219/255, so PSNR rises by 20 log10(255/219) = 1.32 dB."""
+    from sr_lightning.data.imresize import imresize
+    from sr_lightning.data.sample import sample_files
+
+    path = next(p for p in sample_files("heldout") if p.name == "chelsea.png")
+    hr8 = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None]
+    s = 3
+    hr8 = hr8[..., : hr8.shape[-2] // s * s, : hr8.shape[-1] // s * s]
+    sr8 = imresize(imresize(hr8, scale=1 / s), scale=s)  # a real MATLAB-bicubic reconstruction
+    hr, sr = hr8.double() / 255, sr8.double() / 255
+    import kornia
+
+    k_y = kornia.color.rgb_to_ycbcr(hr)[:, :1] * 255
+    ours = rgb_to_y(hr8.double())
+    # float64, values <= 255: ours within gamma(7) * 235, kornia's (3 products, 2 sums, / 255, * 255) within
+    # gamma(8) * 255, the affine map within gamma(3) * 235
+    bound = gamma(18, torch.float64) * 255
+    assert_within(ours, 16 + 219 / 255 * k_y, bound, "Y")
+    assert k_y.amin() < 16 <= ours.amin()  # dark pixels: full range goes below studio swing's black level
+
+    def k_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+        ya = shave(kornia.color.rgb_to_ycbcr(a)[:, :1] * 255, s)
+        yb = shave(kornia.color.rgb_to_ycbcr(b)[:, :1] * 255, s)
+        return 10 * math.log10(255.0**2 / float(((ya - yb) ** 2).mean()))
+
+    ours_p = psnr_y(sr, hr, s).item()
+    gap = 20 * math.log10(255 / 219)
+    # each PSNR: a float64 mean of n squares (gamma(n + 20) relative on the MSE) -> 10 / ln 10 times that in dB
+    n = shave(hr[:, :1], s).numel()
+    assert abs((ours_p - k_psnr(sr, hr)) - gap) <= 2 * 10 / math.log(10) * gamma(n + 20, torch.float64)
+    assert 20.0 < ours_p < 45.0
 
 
 @pytest.mark.shared

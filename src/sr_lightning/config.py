@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
+from typing import TYPE_CHECKING
 
 from omegaconf import OmegaConf
 
 from sr_lightning.hardware import auto_accelerator, auto_precision
-from sr_lightning.paths import REPO_ROOT, shared_dir
+from sr_lightning.paths import shared_dir
 
-#: The `conf/` folder of the checkout (the package is installed editable: `pip install -e .`).
-CONF_DIR: Path = REPO_ROOT / "conf"
+if TYPE_CHECKING:  # importlib.resources.abc is Python >= 3.11; annotations only
+    from importlib.resources.abc import Traversable
+
+#: The package holding the Hydra configs: the repository's top-level `conf/` folder, shipped in the wheel as
+#: `sr_lightning.conf` (pyproject.toml maps the package to that folder), so an editable install and a wheel read
+#: the same files through importlib resources.
+CONF_PACKAGE = "sr_lightning.conf"
+
+#: `config_path` of the entry points. Users add their own config folders with `--config-dir DIR` or
+#: `hydra.searchpath=[file://DIR]` (README "Your own configs").
+CONFIG_PATH = f"pkg://{CONF_PACKAGE}"
+
+
+def conf_files() -> Traversable:
+    """The root of the packaged configs (a folder in an editable install, package data in a wheel)."""
+    return files(CONF_PACKAGE)
 
 
 def register_resolvers() -> None:
@@ -24,12 +39,3 @@ def register_resolvers() -> None:
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
-
-
-def conf_dir() -> str:
-    """Absolute path of `conf/`, with a clear error when the package is not an editable checkout."""
-    if not (CONF_DIR / "train.yaml").is_file():
-        raise FileNotFoundError(
-            f"Hydra configs not found at {CONF_DIR}. Install sr-lightning from a checkout with `pip install -e .`."
-        )
-    return str(CONF_DIR)

@@ -17,7 +17,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from sr_lightning.archs.deploy import to_deploy_form
-from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.utils.instantiate import build
 from sr_lightning.utils.report import NothingEvaluatedError, report, unevaluated_sets
 from sr_lightning.weights import count_parameters, load_weights
@@ -81,7 +81,7 @@ def _require_test_sets(datamodule: L.LightningDataModule, cfg: DictConfig) -> No
         )
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="test")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="test")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     evaluate(cfg)

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import network_form
-from sr_lightning.config import conf_dir, register_resolvers
+from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
 from sr_lightning.utils.complexity import count_macs
 from sr_lightning.utils.instantiate import build, loggable_config
@@ -138,7 +138,7 @@ def train(cfg: DictConfig) -> dict:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=conf_dir(), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the validation PSNR for sweepers."""
     log.info("output dir: %s", HydraConfig.get().runtime.output_dir)

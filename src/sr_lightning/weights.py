@@ -2,11 +2,12 @@
 
 `load_weights` accepts
 - a Lightning checkpoint of `SRModule` (`state_dict` with `net.`-prefixed keys),
-- a weights file written by `save_weights` (`{"format": "sr_lightning", "state_dict": ...}`),
+- a weights file written by `save_weights` (`{"format": "sr_lightning", "format_version": n, "state_dict": ...}`),
 - an official checkpoint: a plain state dict, possibly wrapped (`params`, `params_ema`, `state_dict`, `model`) and/or
   `module.`-prefixed; when its keys are not the network's own, the network's `convert_official(state_dict)` turns
   them into its naming.
-Everything is read with `torch.load(..., map_location="cpu", weights_only=True)`.
+Everything is read with `torch.load(..., map_location="cpu", weights_only=True)`. Our own files (weights files,
+checkpoints) written in an older format version get their keys renamed to today's (`sr_lightning.formats`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, WEIGHTS_KEY, upgrade_state_dict
 
 FORMAT = "sr_lightning"
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """Read a weights file and return (plain state dict, kind) with kind in {lightning, sr_lightning, official}."""
+    """Read a weights file and return (plain state dict, kind) with kind in {lightning, sr_lightning, official}.
+
+    Our files (weights files, Lightning checkpoints of `SRModule`) come back in today's key names, whatever format
+    version wrote them; ValueError for a version newer than this code reads."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
@@ -35,7 +40,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
     if not isinstance(obj, Mapping):
         raise ValueError(f"{path}: expected a state dict or checkpoint, got {type(obj).__name__}")
     if obj.get("format") == FORMAT:
-        return dict(obj["state_dict"]), FORMAT
+        return upgrade_state_dict(obj["state_dict"], obj.get(WEIGHTS_KEY, 0), str(path)), FORMAT
     if "pytorch-lightning_version" in obj:
         sd = obj.get("state_dict") or {}
         net_sd = {k[len("net.") :]: v for k, v in sd.items() if k.startswith("net.")}
@@ -45,7 +50,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
                 f"(first keys: {list(sd)[:5]}); sr_lightning loads checkpoints of its SRModule, weights files and "
                 "official checkpoints"
             )
-        return net_sd, "lightning"
+        return upgrade_state_dict(net_sd, obj.get(CHECKPOINT_KEY, 0), str(path)), "lightning"
     for key in _WRAPPERS:  # BasicSR (`params`, `params_ema`) and other common wrappers
         if key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -181,7 +186,7 @@ def load_weights(net: nn.Module, path: str | Path) -> str:
 
 
 def init_weights_from(net: nn.Module, path: str | Path) -> list[str]:
-    """Weights-only initialisation from an earlier stage's checkpoint (`init_from=`).
+    """Weights-only initialisation from an earlier run's checkpoint (`init_from=`, e.g. the previous EFDN stage).
 
     Like `load_weights`, except that tensors under the network's upsampler (`net.upsampler_prefixes`) whose shape
     differs, as after a scale change (x2 pre-training -> x4), keep their fresh initialisation. Returns those keys.
@@ -207,7 +212,7 @@ def save_weights(net: nn.Module, path: str | Path, meta: dict[str, Any] | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, "state_dict": sd, "meta": meta or {}}, tmp)
+    torch.save({"format": FORMAT, WEIGHTS_KEY: FORMAT_VERSION, "state_dict": sd, "meta": meta or {}}, tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves a truncated file behind
     return path
 

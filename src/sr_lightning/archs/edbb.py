@@ -2,8 +2,9 @@
 
 Seven parallel branches, summed (no BN, no activation inside; EFDN applies PReLU after the block):
 ``conv3x3``, ``conv1x1``, ``identity`` (in == out), ``expand`` (1x1 -> 3x3 expand-squeeze), and ``sobel_x``,
-``sobel_y``, ``laplacian`` (1x1 -> scaled fixed edge filter + bias); see ``edbb_branches``. All are linear, so the
-block equals one 3x3 convolution whose kernel and bias are the sums of the branches' folded kernels and biases.
+``sobel_y``, ``laplacian`` (1x1 -> fixed edge filter times a per-channel gain, + bias); see ``edbb_branches``.
+All are linear, so the block equals one 3x3 convolution whose kernel and bias are the sums of the branches' folded
+kernels and biases.
 
 Modes (training form):
 - ``"branch"``: computes every branch and sums the outputs (the textbook form; slow).

@@ -91,10 +91,10 @@ class ExpandBranch(nn.Module):
 
 class EdgeBranch(nn.Module):
     """1x1 conv (in -> out), then a fixed depthwise edge filter (Sobel-x/y or Laplacian, ``sr_lightning.ops.edges``)
-    times a learnable per-channel ``scale``, plus a learnable per-channel ``bias`` (official ``SeqConv3x3``).
+    times a learnable per-channel ``gain``, plus a learnable per-channel ``bias`` (official ``SeqConv3x3``).
 
-    Fold: K[o, i] = scale[o] * filter * W1[o, i],  b[o] = bias[o] + scale[o] * sum(filter) * b1[o].
-    Scale and bias start at N(0, 1e-3^2) as in the official code.
+    Fold: K[o, i] = gain[o] * filter * W1[o, i],  b[o] = bias[o] + gain[o] * sum(filter) * b1[o].
+    Gain and bias start at N(0, 1e-3^2) as in the official code.
     """
 
     def __init__(self, in_channels: int, out_channels: int, edge: str) -> None:
@@ -103,13 +103,13 @@ class EdgeBranch(nn.Module):
             raise ValueError(f"unknown edge filter {edge!r}; choose from {sorted(EDGE_FILTERS)}")
         self.edge = edge
         self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1)
-        self.scale = nn.Parameter(torch.randn(out_channels) * 1e-3)
+        self.gain = nn.Parameter(torch.randn(out_channels) * 1e-3)  # official name: scale
         self.bias = nn.Parameter(torch.randn(out_channels) * 1e-3)
         self.register_buffer("filter", EDGE_FILTERS[edge].clone(), persistent=False)
 
     def _depthwise(self) -> torch.Tensor:
-        """The (out, 3, 3) scaled filters of the depthwise stage."""
-        return self.scale.view(-1, 1, 1) * self.filter
+        """The (out, 3, 3) filters of the depthwise step, times their gains."""
+        return self.gain.view(-1, 1, 1) * self.filter
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = pad_with_bias(self.conv1x1(x), self.conv1x1.bias)

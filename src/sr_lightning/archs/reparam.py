@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from sr_lightning.archs.modules import replace_submodule
+
 
 def is_reparameterizable(module: nn.Module) -> bool:
     """True for modules that can fold themselves (they define ``reparameterize()``)."""
@@ -37,12 +39,10 @@ def reparameterize_model(net: nn.Module) -> int:
     """Fold every re-parameterizable block of ``net`` in place; returns how many were folded."""
     names = reparameterizable_blocks(net)
     for name in names:
-        parent_name, _, attr = name.rpartition(".")
-        parent = net.get_submodule(parent_name) if parent_name else net
-        block = getattr(parent, attr)
+        block = net.get_submodule(name)
         folded = block.reparameterize()
         folded.train(block.training)
-        setattr(parent, attr, folded)
+        replace_submodule(net, name, folded)
     return len(names)
 
 

@@ -3,7 +3,7 @@
 Networks here use the parametrization API, ``torch.nn.utils.parametrizations.weight_norm``: a normalised conv
 keeps ``g`` and ``v`` as ``parametrizations.weight.original0`` / ``original1`` and recomputes ``weight`` on every
 access. Older checkpoints (the deprecated ``torch.nn.utils.weight_norm``) name them ``weight_g`` / ``weight_v``;
-:func:`legacy_weight_norm_key` translates those names. :func:`fold_weight_norm` bakes the current weights in and
+``LEGACY_NAMES`` maps those names. :func:`fold_weight_norm` bakes the current weights in and
 removes the parametrizations (faster inference, plain export; the state dict then holds ``weight``).
 """
 
@@ -12,6 +12,8 @@ from __future__ import annotations
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
+
+from sr_lightning.archs.modules import replace_submodule
 
 #: legacy `torch.nn.utils.weight_norm` tensor names -> the parametrization API's names
 LEGACY_NAMES: dict[str, str] = {
@@ -48,9 +50,7 @@ def fold_weight_norm(net: nn.Module) -> int:
     # a copy (for export or MAC counting) would break the original network.
     names = [name for name, module in net.named_modules() if name and has_weight_norm(module)]
     for name in names:
-        parent_name, _, attr = name.rpartition(".")
-        parent = net.get_submodule(parent_name) if parent_name else net
-        setattr(parent, attr, _without_weight_norm(getattr(parent, attr)))
+        replace_submodule(net, name, _without_weight_norm(net.get_submodule(name)))
     if has_weight_norm(net):
         raise ValueError("fold_weight_norm cannot replace the root module itself; fold its parent instead")
     return len(names)
@@ -66,11 +66,3 @@ def _without_weight_norm(module: nn.Module) -> nn.Module:
     plain._modules = {k: v for k, v in module._modules.items() if k != "parametrizations"}
     plain._buffers = dict(module._buffers)
     return plain
-
-
-def legacy_weight_norm_key(key: str) -> str:
-    """``a.weight_g`` -> ``a.parametrizations.weight.original0`` (``weight_v`` -> ``original1``); others unchanged."""
-    prefix, _, leaf = key.rpartition(".")
-    if leaf in LEGACY_NAMES:
-        return f"{prefix}.{LEGACY_NAMES[leaf]}" if prefix else LEGACY_NAMES[leaf]
-    return key

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from sr_lightning.data.benchmark import BenchmarkDataset, available_sets
 from sr_lightning.data.checks import ON_BAD_IMAGE, apply_policy, find_bad_images
 from sr_lightning.data.patches import TrainPatches
-from sr_lightning.data.sampler import TrainSampler
+from sr_lightning.data.sampler import EvalSampler, TrainSampler
 
 __all__ = ["SRDataModule"]
 
@@ -257,7 +256,7 @@ class SRDataModule(L.LightningDataModule):
         DistributedSampler would pad the last ranks with repeated images and bias per-image averages."""
         if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
             return self._loader(dataset, 1, shuffle=False)
-        return self._loader(dataset, 1, sampler=UnrepeatedDistributedSampler(dataset, shuffle=False))
+        return self._loader(dataset, 1, sampler=EvalSampler(dataset))
 
     def val_dataloader(self) -> DataLoader | list:
         if self.val_set is None:

@@ -22,6 +22,7 @@ from sr_lightning.data.cache import ImageCache
 from sr_lightning.data.imresize import imresize, modcrop
 from sr_lightning.data.io import load_image
 from sr_lightning.data.scan import FileCheck
+from sr_lightning.ops.pixels import to_float
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -33,7 +34,6 @@ __all__ = [
     "bicubic_lr",
     "pair_items",
     "pair_size_error",
-    "uint8_to_tensor",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
@@ -64,14 +64,6 @@ def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB ``imresize(modcrop(hr, s), 1/s, 'bicubic')`` on a uint8 HxWx3 array -> uint8 hxwx3."""
     t = torch.from_numpy(np.array(modcrop(hr, scale), dtype=np.uint8, order="C")).permute(2, 0, 1)
     return imresize(t, scale=1.0 / scale).permute(1, 2, 0).contiguous().numpy()
-
-
-def uint8_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 array (possibly a read-only memmap or a view) -> float32 3xHxW tensor in [0, 1]."""
-    chw = np.ascontiguousarray(np.asarray(arr).transpose(2, 0, 1))
-    if not chw.flags.writeable:
-        chw = chw.copy()
-    return torch.from_numpy(chw).float().div_(255.0)
 
 
 def pair_items(
@@ -217,7 +209,7 @@ class SRImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         lr, hr, name = self.load_pair(index)
-        return {"lr": uint8_to_tensor(lr), "hr": uint8_to_tensor(hr), "name": name}
+        return {"lr": to_float(lr.transpose(2, 0, 1)), "hr": to_float(hr.transpose(2, 0, 1)), "name": name}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(n={len(self)}, scale={self.scale}, lr={self.lr_source})"

@@ -5,6 +5,9 @@
 size and SHA-256 (or MD5) when known, and only then renames the file to ``dest``. A file that fails the check
 is moved aside to ``<dest>.bad`` (never silently reused) and a :class:`ChecksumError` is raised.
 
+Not torchvision's ``download_url`` or pooch: neither is a dependency, and both restart an interrupted multi-GB
+DIV2K / Flickr2K transfer from byte 0 instead of resuming it.
+
 CLI: ``python -m sr_lightning.data.download div2k-x4 benchmark --root /data`` (``--list`` shows the names).
 """
 

@@ -16,6 +16,8 @@ Follows MATLAB ``imresize(A, scale, 'bicubic')`` (Image Processing Toolbox, ``co
 - Output size is ``ceil(n * s)`` when a scale is given.
 
 Weights are computed in float64; the uint8 path (and float64 input) is evaluated in float64.
+No library reproduces MATLAB's resize (PIL, OpenCV, torch and kornia use other kernels or anti-aliasing; kornia's:
+tests/test_library_conventions.py), and the benchmark LR images are MATLAB's.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-__all__ = ["imresize", "imresize_np", "modcrop", "cubic_kernel"]
+from sr_lightning.ops.pixels import to_float, to_uint8
+
+__all__ = ["imresize", "bicubic_upscale", "modcrop", "cubic_kernel"]
 
 
 def cubic_kernel(x: torch.Tensor) -> torch.Tensor:
@@ -182,17 +186,6 @@ def imresize(
     return x.to(img.dtype)
 
 
-def imresize_np(img: np.ndarray, scale: float, antialias: bool = True) -> np.ndarray:
-    """``imresize`` for a numpy image HxW or HxWxC (uint8 stays uint8, float stays float)."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    if img.ndim == 3:
-        out = imresize(t.permute(2, 0, 1), scale=scale, antialias=antialias)
-        return np.ascontiguousarray(out.permute(1, 2, 0).numpy())
-    if img.ndim == 2:
-        return imresize(t, scale=scale, antialias=antialias).numpy()
-    raise ValueError(f"imresize_np expects HxW or HxWxC, got shape {img.shape}")
-
-
 def modcrop(img: torch.Tensor | np.ndarray, scale: int) -> torch.Tensor | np.ndarray:
     """Crop the spatial size to multiples of ``scale``: ``HR[:H - H % s, :W - W % s]``.
 
@@ -206,3 +199,9 @@ def modcrop(img: torch.Tensor | np.ndarray, scale: int) -> torch.Tensor | np.nda
         h, w = img.shape[0], img.shape[1]
         return img[: h - h % scale, : w - w % scale, ...]
     raise TypeError(f"modcrop expects a torch.Tensor or np.ndarray, got {type(img).__name__}")
+
+
+def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """MATLAB-bicubic upscaling of a [0, 1] float LR batch (..., H, W) on its 8-bit values, back to [0, 1] float32:
+    the classic bicubic baseline of the SR papers (``imresize(im2uint8(lr), scale, 'bicubic')``)."""
+    return to_float(imresize(to_uint8(lr), scale=scale))

@@ -1,6 +1,6 @@
-"""Image file I/O and numpy <-> tensor conversion.
+"""Image file I/O: files are read into uint8 HxWx3 RGB numpy arrays and written from them.
 
-Files are read into uint8 HxWx3 RGB numpy arrays; inside the package images are float32 CHW tensors in [0, 1].
+Inside the package images are float32 CHW tensors in [0, 1]; the pixel conversion is :mod:`sr_lightning.ops.pixels`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["SUPPORTED_MODES", "BadImageError", "load_image", "save_image", "to_tensor", "to_uint8"]
+from sr_lightning.ops.pixels import to_uint8
+
+__all__ = ["SUPPORTED_MODES", "BadImageError", "load_image", "save_image"]
 
 
 class BadImageError(ValueError):
@@ -90,37 +92,18 @@ def _to_rgb(im: Image.Image, path: Path) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 HxWx3 (or HxW / HxWxC) array -> float32 CxHxW tensor in [0, 1]."""
-    if img.dtype != np.uint8:
-        raise TypeError(f"to_tensor expects a uint8 array, got {img.dtype}")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3:
-        raise ValueError(f"to_tensor expects HxWxC, got shape {img.shape}")
-    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
-
-
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """float CxHxW tensor in [0, 1] -> uint8 HxWxC array: clamp to [0, 1], scale by 255, round half up."""
-    if img.dim() != 3:
-        raise ValueError(f"to_uint8 expects CxHxW, got shape {tuple(img.shape)}")
-    x = img.detach().to(device="cpu", dtype=torch.float32).clamp(0.0, 1.0)
-    x = torch.floor(x * 255.0 + 0.5).to(torch.uint8)
-    return np.ascontiguousarray(x.permute(1, 2, 0).numpy())
-
-
 def save_image(path: str | Path, img: np.ndarray | torch.Tensor) -> None:
-    """Save a uint8 HxWx3 array (or HxW gray), or a float 3xHxW tensor in [0, 1] (clamped and rounded).
+    """Save a uint8 HxWx3 array (or HxW gray), or a 3xHxW tensor: uint8, or float in [0, 1] (clamped and rounded
+    by :func:`~sr_lightning.ops.pixels.to_uint8`).
 
     The format follows the file extension (use .png for lossless output); parent folders are created.
     """
     path = Path(path)
     if isinstance(img, torch.Tensor):
-        if img.dtype == torch.uint8:
-            arr = np.ascontiguousarray(img.detach().cpu().permute(1, 2, 0).numpy())
-        else:
-            arr = to_uint8(img)
+        if img.dim() != 3:
+            raise ValueError(f"save_image expects a CxHxW tensor, got shape {tuple(img.shape)}")
+        img8 = img.detach().cpu() if img.dtype == torch.uint8 else to_uint8(img.detach().cpu())
+        arr = np.ascontiguousarray(img8.permute(1, 2, 0).numpy())
     else:
         arr = np.asarray(img)
         if arr.dtype != np.uint8:

@@ -6,9 +6,9 @@ import logging
 
 from torch.utils.data import ConcatDataset, Dataset, Subset
 
-from sr_lightning.data.datasets import uint8_to_tensor
 from sr_lightning.data.sampler import item_generator
-from sr_lightning.data.transforms import augment_pair, crop_position, random_crop_pair
+from sr_lightning.data.transforms import augment_pair, random_crop_pair
+from sr_lightning.ops.pixels import to_float
 
 __all__ = ["TrainPatches", "flatten_dataset"]
 
@@ -105,15 +105,17 @@ class TrainPatches(Dataset):
         ds, i = self._index[index % len(self._index)]
         g = item_generator(self.seed, epoch, index)
         p, s = self.lr_patch_size, self.scale
-        if hasattr(ds, "load_pair"):
+        uint8 = hasattr(ds, "load_pair")
+        if uint8:  # decoded HxWx3 arrays, cropped as 3xHxW views: only the patch is converted to float
             lr, hr, name = ds.load_pair(i)
-            top, left = crop_position(lr.shape[:2], p, g)
-            lr_t = uint8_to_tensor(lr[top : top + p, left : left + p])
-            hr_t = uint8_to_tensor(hr[top * s : (top + p) * s, left * s : (left + p) * s])
+            lr, hr = lr.transpose(2, 0, 1), hr.transpose(2, 0, 1)
         else:
             item = ds[i]
-            name = item.get("name", str(i))
-            lr_t, hr_t = random_crop_pair(item["lr"], item["hr"], p, s, g)
+            lr, hr, name = item["lr"], item["hr"], item.get("name", str(i))
+        # The draws from g, in order: the crop position (top, left), then the augmentation flags.
+        lr_t, hr_t = random_crop_pair(lr, hr, p, s, g)
+        if uint8:
+            lr_t, hr_t = to_float(lr_t), to_float(hr_t)
         if self.augment:
             lr_t, hr_t = augment_pair(lr_t, hr_t, generator=g)
         return {"lr": lr_t, "hr": hr_t, "name": name}

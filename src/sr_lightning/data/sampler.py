@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-__all__ = ["TrainSampler", "item_generator"]
+__all__ = ["EvalSampler", "TrainSampler", "item_generator"]
 
 
 def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -53,3 +53,29 @@ class TrainSampler(DistributedSampler):
         self._skip = None
         epoch = self.epoch
         return iter([(epoch, i) for i in indices])
+
+
+class EvalSampler(DistributedSampler):
+    """Evaluation split across ranks without padding: rank ``r`` of ``R`` gets items ``r, r + R, r + 2R, ...`` in
+    order, so every item is scored exactly once and the per-image means are not biased by repeated images (torch's
+    `DistributedSampler` pads the last ranks with repeats).
+
+    The ranks then run different numbers of batches (at most one apart). Like Lightning's private
+    ``UnrepeatedDistributedSampler`` (which this replaces: a private module can change in any release), every rank
+    must get at least one item, so that no rank skips the DDP forward the others run. A `DistributedSampler`
+    subclass, so Lightning keeps it instead of injecting its own.
+    """
+
+    def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        total = len(dataset)
+        if 0 < total < self.num_replicas:
+            raise ValueError(
+                f"evaluating {total} images on {self.num_replicas} processes: every process needs at least one; "
+                "use fewer devices or a larger evaluation set"
+            )
+        self.total_size = total
+        self.num_samples = len(range(self.rank, total, self.num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))

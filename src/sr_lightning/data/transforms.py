@@ -2,12 +2,18 @@
 
 An LR patch at (top, left) of size p pairs with the HR patch at (top * s, left * s) of size p * s; flips and
 90-degree rotations are applied identically to both, so the pair stays aligned. All functions work on
-tensors shaped (..., C, H, W) of any dtype.
+tensors shaped (..., C, H, W) of any dtype; the crops also on numpy arrays in that layout, so that
+:class:`~sr_lightning.data.patches.TrainPatches` crops the decoded uint8 images (CxHxW views of the HxWxC files)
+and converts only the patch to float: the one crop code path for both.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+#: an image or batch shaped (..., C, H, W): a tensor, or a numpy array (cropping only)
+Array = torch.Tensor | np.ndarray
 
 __all__ = ["crop_position", "crop_pair", "random_crop_pair", "apply_augment_pair", "augment_pair"]
 
@@ -29,9 +35,7 @@ def crop_position(lr_size: tuple[int, int], lr_patch: int, generator: torch.Gene
     return _randint(h - lr_patch + 1, generator), _randint(w - lr_patch + 1, generator)
 
 
-def crop_pair(
-    lr: torch.Tensor, hr: torch.Tensor, top: int, left: int, lr_patch: int, scale: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def crop_pair(lr: Array, hr: Array, top: int, left: int, lr_patch: int, scale: int) -> tuple[Array, Array]:
     """LR[top:top+p, left:left+p] and the HR region it covers, HR[s*top : s*(top+p), s*left : s*(left+p)]."""
     s, p = int(scale), int(lr_patch)
     _check_pair(lr, hr, s)
@@ -41,9 +45,12 @@ def crop_pair(
 
 
 def random_crop_pair(
-    lr: torch.Tensor, hr: torch.Tensor, lr_patch: int, scale: int, generator: torch.Generator | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Aligned random crop: an ``lr_patch`` LR square and its ``lr_patch * scale`` HR square."""
+    lr: Array, hr: Array, lr_patch: int, scale: int, generator: torch.Generator | None = None
+) -> tuple[Array, Array]:
+    """Aligned random crop: an ``lr_patch`` LR square and its ``lr_patch * scale`` HR square (views, not copies).
+
+    Draws the position with :func:`crop_position` (two ``torch.randint`` calls from ``generator``: top, then left).
+    """
     _check_pair(lr, hr, int(scale))
     top, left = crop_position((lr.shape[-2], lr.shape[-1]), lr_patch, generator)
     return crop_pair(lr, hr, top, left, lr_patch, scale)
@@ -85,7 +92,7 @@ def augment_pair(
     )
 
 
-def _check_pair(lr: torch.Tensor, hr: torch.Tensor, scale: int) -> None:
+def _check_pair(lr: Array, hr: Array, scale: int) -> None:
     h, w = lr.shape[-2], lr.shape[-1]
     if hr.shape[-2] != h * scale or hr.shape[-1] != w * scale:
         raise ValueError(f"LR {h}x{w} and HR {hr.shape[-2]}x{hr.shape[-1]} (HxW) are not aligned at scale {scale}")

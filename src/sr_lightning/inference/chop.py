@@ -4,6 +4,8 @@ The LR image is split into four overlapping quadrants of size (h//2 + shave) x (
 own corner; quadrants whose LR area is still >= `min_size` are chopped again recursively. From every output only the
 part belonging to its quadrant is kept. Networks with global pooling (FDIWN's shuffle attention) therefore give
 slightly different results than whole-image inference; the FDIWN paper's numbers are the chopped ones.
+Written out: the official chopped numbers need EDSR's exact split and recursion, which no maintained package ships
+(generic tilers split and blend differently).
 """
 
 from __future__ import annotations

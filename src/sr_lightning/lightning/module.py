@@ -13,6 +13,8 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.data.imresize import bicubic_upscale
+from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, upgrade_checkpoint
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.lightning.samples import log_samples
 from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, restore_rng_states, wandb_run_id
@@ -96,6 +98,7 @@ class SRModule(L.LightningModule):
     # -- checkpoints: network form, RNG states, W&B run -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sr_form"] = network_form(self.net)  # "train" (re-parameterizable blocks) or "deploy"
+        checkpoint[CHECKPOINT_KEY] = FORMAT_VERSION  # key names of this version (sr_lightning.formats)
         checkpoint["sr_rng"] = collect_rng_states()
         checkpoint["sr_meta"] = self.meta
         run_id = wandb_run_id(self.loggers) if self._trainer is not None else None
@@ -111,6 +114,7 @@ class SRModule(L.LightningModule):
     def match_checkpoint_form(self, checkpoint: dict[str, Any]) -> None:
         """Fold the network for a deploy-form checkpoint, or fold a training-form checkpoint (its `state_dict` and
         the raw weights EMA keeps in `current_model_state`) for a folded network; updates `checkpoint["sr_form"]`."""
+        upgrade_checkpoint(checkpoint)  # an older format version's key names -> today's (sr_lightning.formats)
         form, own = checkpoint.get("sr_form"), network_form(self.net)
         if form == "deploy" and own == "train":
             reparameterize_model(self.net)
@@ -228,11 +232,3 @@ def synced_count(metric: PSNRY | SSIMY) -> int:
     """Number of images a mean-of-scores metric has seen, summed over all processes."""
     with metric.sync_context():
         return int(metric.count.item())
-
-
-def bicubic_upscale(lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """MATLAB-bicubic upscaling of a [0,1] LR batch, on its uint8 values (the classic bicubic baseline)."""
-    from sr_lightning.data.imresize import imresize
-
-    lr8 = (lr.clamp(0, 1) * 255).round().to(torch.uint8)
-    return imresize(lr8, scale=scale).float() / 255

@@ -8,18 +8,19 @@ gradient maps. The official repository releases no training code; its author say
 official GV loss code (icandle/EFDN issues #2, #9) and that λ may simply be set by hand to 1e-3 (issue #4), which
 is our fixed default.
 
-λ = "auto": the paper takes λ from the normalised scale parameters of a pre-trained EDBB's Sobel-x / Sobel-y /
-Laplacian branches (the official `EDBB.switch_to_gv`, per issue #4, prepared that network). The exact
-normalisation is not published; we use, per branch k, the mean absolute per-channel scale pooled over every EDBB
-of the network, s_k = mean|scale_k|, and λ_k = factor · s_k / (s_x + s_y + s_l) (so the three λ sum to `factor`).
-|scale| because a branch with a negative scale is the same edge detector with the opposite sign.
+λ = "auto": the paper takes λ from the normalised per-channel gains (the official code calls them `scale`) of a
+pre-trained EDBB's Sobel-x / Sobel-y / Laplacian branches (the official `EDBB.switch_to_gv`, per issue #4, prepared
+that network). The exact normalisation is not published; we use, per branch k, the mean absolute per-channel gain
+pooled over every EDBB of the network, g_k = mean|gain_k|, and λ_k = factor · g_k / (g_x + g_y + g_l) (so the three
+λ sum to `factor`). |gain| because a branch with a negative gain is the same edge detector with the opposite sign.
+The gains are read from the network being trained (the LightningModule calls `set_lambdas_from_network` at fit start;
+in the EFDN chain that is the stage-1 network loaded with `init_from`), or given as tensors.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,51 +30,53 @@ from sr_lightning.losses.gradient_variance import GradientVarianceLoss
 from sr_lightning.ops.edges import GRAY_MATLAB
 
 EDGE_TERMS = ("sobel_x", "sobel_y", "laplacian")
-# Per edge branch, the parameter-name suffixes of its per-channel scale: this project's EDBB
-# (`archs/edbb.py`: <block>.sobel_x.scale, ...) and the official training-form EDBB (<block>.conv1x1_sbx.scale, ...).
-DEFAULT_SCALE_SUFFIXES: tuple[tuple[str, ...], ...] = (
-    ("sobel_x.scale", "conv1x1_sbx.scale"),
-    ("sobel_y.scale", "conv1x1_sby.scale"),
-    ("laplacian.scale", "conv1x1_lpl.scale"),
+# Per edge branch, the parameter-name suffixes of its per-channel gain: this project's EDBB (`archs/edbb.py`:
+# <block>.sobel_x.gain, ...), the same before the branch parameter was renamed from `scale` to `gain` (files written
+# then: <block>.sobel_x.scale, ...) and the official training-form EDBB (<block>.conv1x1_sbx.scale, ...; the official
+# naming never changes).
+DEFAULT_GAIN_SUFFIXES: tuple[tuple[str, ...], ...] = (
+    ("sobel_x.gain", "sobel_x.scale", "conv1x1_sbx.scale"),
+    ("sobel_y.gain", "sobel_y.scale", "conv1x1_sby.scale"),
+    ("laplacian.gain", "laplacian.scale", "conv1x1_lpl.scale"),
 )
 
 
-def edge_lambdas_from_scales(
-    scale_x: torch.Tensor, scale_y: torch.Tensor, scale_l: torch.Tensor, factor: float = 1.0
+def edge_lambdas_from_gains(
+    gain_x: torch.Tensor, gain_y: torch.Tensor, gain_l: torch.Tensor, factor: float = 1.0
 ) -> tuple[float, float, float]:
-    """λ_k = factor · mean|scale_k| / Σ_j mean|scale_j| for the Sobel-x, Sobel-y and Laplacian branch scales
-    (any shapes; pass the scales of all EDBBs of a network concatenated)."""
-    means = [s.detach().abs().double().mean().item() if s.numel() else math.nan for s in (scale_x, scale_y, scale_l)]
+    """λ_k = factor · mean|gain_k| / Σ_j mean|gain_j| for the Sobel-x, Sobel-y and Laplacian branch gains
+    (any shapes; pass the gains of all EDBBs of a network concatenated)."""
+    means = [g.detach().abs().double().mean().item() if g.numel() else math.nan for g in (gain_x, gain_y, gain_l)]
     total = sum(means)
     if not math.isfinite(total) or total <= 0:
-        raise ValueError(f"cannot normalise edge-branch scales with mean |scale| {means}")
+        raise ValueError(f"cannot normalise edge-branch gains with mean |gain| {means}")
     lx, ly, ll = (factor * m / total for m in means)
     return lx, ly, ll
 
 
-def _as_suffix_groups(scale_suffixes: Sequence[str | Sequence[str]]) -> tuple[tuple[str, ...], ...]:
-    groups = tuple((s,) if isinstance(s, str) else tuple(str(x) for x in s) for s in scale_suffixes)
+def _as_suffix_groups(gain_suffixes: Sequence[str | Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    groups = tuple((s,) if isinstance(s, str) else tuple(str(x) for x in s) for s in gain_suffixes)
     if len(groups) != 3 or not all(groups):
-        raise ValueError(f"scale_suffixes needs 3 entries (Sobel-x, Sobel-y, Laplacian), got {scale_suffixes!r}")
+        raise ValueError(f"gain_suffixes needs 3 entries (Sobel-x, Sobel-y, Laplacian), got {gain_suffixes!r}")
     return groups
 
 
-def collect_edge_scales(
+def collect_edge_gains(
     named_tensors: Mapping[str, torch.Tensor] | Sequence[tuple[str, torch.Tensor]],
-    scale_suffixes: Sequence[str | Sequence[str]] = DEFAULT_SCALE_SUFFIXES,
+    gain_suffixes: Sequence[str | Sequence[str]] = DEFAULT_GAIN_SUFFIXES,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pool (flatten + concatenate) every tensor whose name is, or ends in "." + , one of each branch's suffixes.
+    """Pool (flatten + concatenate) every tensor whose name is, or ends in "." + , one of each branch's suffixes
+    (a network's `named_parameters()` or a state dict).
 
     Raises ValueError when a branch has no match (e.g. a deploy-form network, whose EDBBs are folded)."""
-    items = named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors
-    items = list(items)
+    items = list(named_tensors.items() if isinstance(named_tensors, Mapping) else named_tensors)
     pooled = []
-    for suffixes in _as_suffix_groups(scale_suffixes):
+    for suffixes in _as_suffix_groups(gain_suffixes):
         found = [t.detach().flatten().float().cpu() for n, t in items if any(_matches(n, s) for s in suffixes)]
         if not found:
             raise ValueError(
-                f"no edge-branch scale named *{' / *'.join(suffixes)} found; lambdas='auto' needs a training-form "
-                "network with EDBB blocks (set loss.scale_suffixes if its parameters are named differently)"
+                f"no edge-branch gain named *{' / *'.join(suffixes)} found; lambdas='auto' needs a training-form "
+                "network with EDBB blocks (set loss.gain_suffixes if its parameters are named differently)"
             )
         pooled.append(torch.cat(found))
     return pooled[0], pooled[1], pooled[2]
@@ -88,12 +91,11 @@ class EdgeGradientLoss(nn.Module):
 
     Args:
         patch_size: GV patch side n (default 8); sizes not divisible by n are cropped, see `GradientVarianceLoss`.
-        lambdas: three floats (λx, λy, λl), default 1e-3 each (EFDN author, icandle/EFDN issue #4), or "auto".
-        auto_factor: with "auto", the λ sum to this factor (see `edge_lambdas_from_scales`).
-        edbb_weights: with "auto", a weights file (anything `sr_lightning.weights.read_state_dict` reads) of a
-            pre-trained training-form network whose EDBB scales set λ at construction. Without it, the caller must
-            call `set_lambdas_from_network(net)` before the first forward (`needs_network` tells).
-        scale_suffixes: per branch (Sobel-x, Sobel-y, Laplacian), the parameter-name suffix(es) of its scale.
+        lambdas: three floats (λx, λy, λl), default 1e-3 each (EFDN author, icandle/EFDN issue #4), or "auto": then
+            the caller sets λ before the first forward, with `set_lambdas_from_network(net)` (the LightningModule
+            does at fit start) or `set_lambdas_from_gains(...)`; `needs_network` tells whether it still must.
+        auto_factor: with "auto", the λ sum to this factor (see `edge_lambdas_from_gains`).
+        gain_suffixes: per branch (Sobel-x, Sobel-y, Laplacian), the parameter-name suffix(es) of its gain.
         gray_weights, padding_mode: passed to `GradientVarianceLoss`.
 
     The λ live in the buffer `lambdas` (float32, shape (3,)): they are saved in and restored from the state dict
@@ -105,8 +107,7 @@ class EdgeGradientLoss(nn.Module):
         patch_size: int = 8,
         lambdas: Sequence[float] | str = (1e-3, 1e-3, 1e-3),
         auto_factor: float = 1.0,
-        edbb_weights: str | Path | None = None,
-        scale_suffixes: Sequence[str | Sequence[str]] = DEFAULT_SCALE_SUFFIXES,
+        gain_suffixes: Sequence[str | Sequence[str]] = DEFAULT_GAIN_SUFFIXES,
         gray_weights: Sequence[float] = GRAY_MATLAB,
         padding_mode: str = "zeros",
     ) -> None:
@@ -115,11 +116,8 @@ class EdgeGradientLoss(nn.Module):
         self.auto = isinstance(lambdas, str)
         if self.auto and lambdas != "auto":
             raise ValueError(f"lambdas must be three floats or 'auto', got {lambdas!r}")
-        if not self.auto and edbb_weights is not None:
-            raise ValueError("edbb_weights is only used with lambdas='auto'")
         self.auto_factor = float(auto_factor)
-        self.edbb_weights = str(edbb_weights) if edbb_weights is not None else None
-        self.scale_suffixes = _as_suffix_groups(scale_suffixes)
+        self.gain_suffixes = _as_suffix_groups(gain_suffixes)
         init = [math.nan] * 3 if self.auto else [float(v) for v in lambdas]
         if len(init) != 3:
             raise ValueError(f"lambdas needs 3 values (λx, λy, λl), got {lambdas!r}")
@@ -127,8 +125,6 @@ class EdgeGradientLoss(nn.Module):
         # Host-side flag: whether the λ are known. Checked at every step without reading the buffer (no GPU sync);
         # updated when λ are set and when a state dict (a checkpoint) is loaded.
         self._lambdas_known = not self.auto
-        if self.edbb_weights is not None:
-            self.set_lambdas_from_weights(self.edbb_weights)
 
     @property
     def needs_network(self) -> bool:
@@ -147,22 +143,15 @@ class EdgeGradientLoss(nn.Module):
         if loaded is not None:  # one host read when a checkpoint is loaded, not one per step
             self._lambdas_known = bool(torch.isfinite(loaded).all())
 
-    def set_lambdas_from_scales(
-        self, scale_x: torch.Tensor, scale_y: torch.Tensor, scale_l: torch.Tensor
+    def set_lambdas_from_gains(
+        self, gain_x: torch.Tensor, gain_y: torch.Tensor, gain_l: torch.Tensor
     ) -> tuple[float, float, float]:
-        """Set λ from edge-branch scales with `edge_lambdas_from_scales(..., self.auto_factor)`; returns them."""
-        return self._set(edge_lambdas_from_scales(scale_x, scale_y, scale_l, self.auto_factor))
+        """Set λ from edge-branch gains with `edge_lambdas_from_gains(..., self.auto_factor)`; returns them."""
+        return self._set(edge_lambdas_from_gains(gain_x, gain_y, gain_l, self.auto_factor))
 
     def set_lambdas_from_network(self, net: nn.Module) -> tuple[float, float, float]:
-        """Set λ from the EDBB edge-branch scales of `net` (parameters named by `scale_suffixes`)."""
-        return self.set_lambdas_from_scales(*collect_edge_scales(list(net.named_parameters()), self.scale_suffixes))
-
-    def set_lambdas_from_weights(self, path: str | Path) -> tuple[float, float, float]:
-        """Set λ from the edge-branch scales stored in a weights file (read with `read_state_dict`)."""
-        from sr_lightning.weights import read_state_dict
-
-        state_dict, _ = read_state_dict(path)
-        return self.set_lambdas_from_scales(*collect_edge_scales(state_dict, self.scale_suffixes))
+        """Set λ from the EDBB edge-branch gains of `net` (parameters named by `gain_suffixes`); returns them."""
+        return self.set_lambdas_from_gains(*collect_edge_gains(list(net.named_parameters()), self.gain_suffixes))
 
     def terms(self, sr: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unweighted parts: {"l1": L1, "sobel_x": Lx, "sobel_y": Ly, "laplacian": Ll}."""
@@ -172,7 +161,7 @@ class EdgeGradientLoss(nn.Module):
         """The unweighted terms (`terms`) and their weighted sum under "total", from one evaluation."""
         if self.needs_network:
             raise RuntimeError(
-                "EdgeGradientLoss(lambdas='auto') has no λ yet: call set_lambdas_from_network(net) or give edbb_weights"
+                "EdgeGradientLoss(lambdas='auto') has no λ yet: call set_lambdas_from_network(net) first"
             )
         t = self.terms(sr, hr)
         edge = torch.stack([t[k] for k in EDGE_TERMS])

@@ -3,7 +3,7 @@
 Protocol (see ``shared/weights/official/README.md``):
 
 1. SR and HR are quantised to 8 bits: ``clamp(x, 0, 1) * 255`` rounded half away from zero
-   (MATLAB ``im2uint8``).
+   (MATLAB ``im2uint8``, :func:`sr_lightning.ops.pixels.quantize`).
 2. Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255 on 0..255 values (ITU-R BT.601, MATLAB ``rgb2ycbcr``),
    kept in floating point (not rounded to an integer). A 1-channel image is gray replicated to RGB.
 3. ``shave`` pixels removed at every border (``shave = scale`` in the papers).
@@ -18,31 +18,24 @@ Everything is computed in float64. Inputs are float NCHW images in [0, 1] (C = 3
 from __future__ import annotations
 
 import torch
+from kornia.metrics import ssim as kornia_ssim
 
-__all__ = ["SSIM_WIN_SIZE", "quantize", "rgb_to_y", "shave", "psnr_y", "ssim_y"]
+from sr_lightning.ops.pixels import quantize
+
+__all__ = ["SSIM_WIN_SIZE", "rgb_to_y", "shave", "psnr_y", "ssim_y"]
 
 # BT.601 "studio swing" luma on 0..255 values, as MATLAB rgb2ycbcr (coefficients sum to 219).
 _Y_COEFFS = (65.481, 128.553, 24.966)
 _PEAK = 255.0
 #: Side of the SSIM Gaussian window (Wang et al.: 11x11, sigma 1.5); images need at least this many pixels.
 SSIM_WIN_SIZE = 11
-_WIN_SIGMA = 1.5
-_K1, _K2 = 0.01, 0.03
-
-
-def quantize(img: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float image -> float64 tensor of integers 0..255.
-
-    Rounds half away from zero like MATLAB ``im2uint8`` (``floor(x * 255 + 0.5)`` for x >= 0), not half to
-    even like ``torch.round``. The product is taken in float64.
-    """
-    return torch.floor(img.detach().to(torch.float64).clamp(0.0, 1.0) * _PEAK + 0.5)
 
 
 def rgb_to_y(img255: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB on 0..255 -> (N, 1, H, W) float64 Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255.
 
     A (N, 1, H, W) input is gray: it is scored as the RGB image (g, g, g), i.e. Y = 16 + 219 g / 255.
+    Not ``kornia.color.rgb_to_ycbcr``: its Y is full range (tests/test_metrics.py::test_kornia_ycbcr_is_full_range_y).
     """
     if img255.ndim != 4 or img255.shape[1] not in (1, 3):
         raise ValueError(f"rgb_to_y expects (N, 3, H, W) or (N, 1, H, W) images, got shape {tuple(img255.shape)}")
@@ -86,39 +79,15 @@ def psnr_y(sr: torch.Tensor, hr: torch.Tensor, shave_border: int) -> torch.Tenso
     return 10.0 * torch.log10(_PEAK**2 / mse)  # mse == 0 -> 255^2 / 0 = inf -> inf
 
 
-def _gaussian_1d(device: torch.device) -> torch.Tensor:
-    """1-D factor of MATLAB ``fspecial('gaussian', 11, 1.5)``: the 2-D window is its outer product.
-
-    Both sum to 1; fspecial's zeroing of taps below eps * max never triggers here (smallest ~1.5e-5 of max).
-    """
-    r = torch.arange(SSIM_WIN_SIZE, dtype=torch.float64, device=device) - (SSIM_WIN_SIZE - 1) / 2
-    g = torch.exp(-(r**2) / (2 * _WIN_SIGMA**2))
-    return g / g.sum()
-
-
-def _filter_valid(img: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """MATLAB ``filter2(g' * g, img, 'valid')`` done separably (rows then columns; the window is symmetric).
-
-    Sliding windows + matmul: much faster than an 11x11 float64 ``conv2d`` on CPU, same result to ~1e-15.
-    """
-    k = g.numel()
-    return (img.unfold(-1, k, 1) @ g).unfold(-2, k, 1) @ g
-
-
 def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave_border: int) -> torch.Tensor:
-    """Per-image SSIM on Y, shape (N,), float64 (Wang et al. 2004, ``ssim_index.m``, 'valid' filtering)."""
+    """Per-image SSIM on Y, shape (N,), float64 (Wang et al. 2004, ``ssim_index.m``, 'valid' filtering).
+
+    The SSIM map is kornia's: its fixed sigma 1.5 and K = (0.01, 0.03) with ``max_val=255``, ``eps=0`` and
+    ``padding="valid"`` are ``ssim_index.m``'s settings (within 1.5e-15 of the MATLAB formula on Set5/Set14).
+    """
     x, y = _prepare_y(sr, hr, shave_border)
     h, w = x.shape[-2:]
     if h < SSIM_WIN_SIZE or w < SSIM_WIN_SIZE:
         raise ValueError(f"SSIM needs at least {SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} pixels after shaving, got {h}x{w}")
-    n = x.shape[0]
-    # the five local moments of ssim_index.m, filtered in one call
-    stats = _filter_valid(torch.cat((x, y, x * x, y * y, x * y)), _gaussian_1d(x.device)).split(n)
-    mu_x, mu_y, e_xx, e_yy, e_xy = stats
-    var_x = e_xx - mu_x * mu_x
-    var_y = e_yy - mu_y * mu_y
-    cov = e_xy - mu_x * mu_y
-    c1 = (_K1 * _PEAK) ** 2
-    c2 = (_K2 * _PEAK) ** 2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    ssim_map = kornia_ssim(x, y, SSIM_WIN_SIZE, max_val=_PEAK, eps=0.0, padding="valid")
     return ssim_map.mean(dim=(1, 2, 3))

@@ -3,6 +3,8 @@
 The states are a float64 sum of per-image scores and an image count, both reduced with ``sum`` across
 processes, so the value computed on every rank is the mean over all images seen by all ranks (the papers'
 "score each image, then average"), whatever the batch sizes and image sizes per rank.
+Not torchmetrics' own PSNR / SSIM: they pool one MSE over all images and reflect-pad the SSIM window
+(tests/test_metrics.py::test_library_defaults_give_other_numbers).
 
 PSNR of an image identical to its reference is ``+inf`` (see :func:`psnr_y`), so the mean is then ``+inf``:
 this is the mathematically correct mean and never NaN. ``compute()`` before any ``update()`` returns NaN.

@@ -1,5 +1,8 @@
 """The fixed edge filters of EFDN (paper Sec. 3.1/3.3): Sobel-x, Sobel-y and Laplacian, as used by the EDBB edge
-branches and the EG loss, and a helper computing the gradient maps of an image."""
+branches and the EG loss, and a helper computing the gradient maps of an image.
+
+Not kornia.filters: its Sobel is sign-flipped, divided by 8 and replicate-padded and its 3x3 Laplacian is the
+8-neighbour one (tests/test_library_conventions.py); the EDBB and the EG loss use the official code's kernels."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """FDIWN (Gao et al., AAAI 2022) and FDIWN-M, one small module per building block.
 
-attention (shuffle attention), units (Scale, WIRW / WCRW), scf (combination coefficients, self-calibration fusion),
+attention (shuffle attention), units (Gain, WIRW / WCRW), scf (combination coefficients, self-calibration fusion),
 wdib (WDIB), fswg (FSWG), network (FDIWN), convert (official checkpoint keys).
 """
 

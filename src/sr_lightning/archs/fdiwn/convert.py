@@ -50,8 +50,9 @@ def _normed(key: str) -> str | None:
     return None
 
 
-def _scale(key: str) -> str | None:
-    return key if key == "scale" else None
+def _gain(key: str) -> str | None:
+    """The official ``Scale`` module's parameter ``scale`` is our ``Gain.gain``."""
+    return "gain" if key == "scale" else None
 
 
 _SA: list[Rule] = [
@@ -69,8 +70,8 @@ _UNIT: list[Rule] = [
     (r"body\.3", "conv", _normed),
     (r"SAlayer", "attn", lambda k: _walk(_SA, k)),
     (r"conv", "shortcut", _plain),
-    (r"res_scale", "scale_res", _scale),
-    (r"x_scale", "scale_x", _scale),
+    (r"res_scale", "gain_res", _gain),
+    (r"x_scale", "gain_x", _gain),
 ]
 _unit: Mapper = lambda k: _walk(_UNIT, k)  # noqa: E731
 
@@ -95,8 +96,8 @@ _WDIB: list[Rule] = [
     (r"conv_distilled2", "gate_q", _plain),
     (r"srb3", "refine_q", _unit),
     (r"srb4", "refine_p", _unit),
-    (r"scale_x1", "scf.scale_q", _scale),
-    (r"scale_x2", "scf.scale_p", _scale),
+    (r"scale_x1", "scf.gain_q", _gain),
+    (r"scale_x2", "scf.gain_p", _gain),
     (r"fuse1", "scf.fuse", _unit),
     (r"fuse2", "scf.gate", _plain),
     (r"SAlayer", "attn", lambda k: _walk(_SA, k)),
@@ -108,8 +109,8 @@ _FSWG: list[Rule] = [
     (r"conv", "skip.0", _plain),
     (r"conv(?P<n>[12])", "fuse.{n}", _plain),
     (r"rb1", "residual", _unit),
-    (r"scale_x", "scale_x", _scale),
-    (r"scale_res", "scale_res", _scale),
+    (r"scale_x", "gain_x", _gain),
+    (r"scale_res", "gain_res", _gain),
 ]
 
 _TOP: list[Rule] = [

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.fdiwn.attention import channel_shuffle
-from sr_lightning.archs.fdiwn.units import Scale, wirw
+from sr_lightning.archs.fdiwn.units import Gain, wirw
 from sr_lightning.archs.fdiwn.wdib import WDIB
 
 
@@ -49,8 +49,8 @@ class FSWG(nn.Module):
             for _ in range(num_wdib - 1)
         )
         self.residual = wirw(channels, expansion["wirw"], sa_groups)  # official ``rb1``
-        self.scale_x = Scale(0.5)
-        self.scale_res = Scale(0.5)
+        self.gain_x = Gain(0.5)
+        self.gain_res = Gain(0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [self.wdib[0](x)]
@@ -60,4 +60,4 @@ class FSWG(nn.Module):
         fused = outs[0]
         for k, conv in enumerate(self.fuse, start=1):
             fused = conv(channel_shuffle(torch.cat([fused, outs[k]], dim=1), self.shuffle_groups))
-        return self.scale_x(fused + outs[-1]) + self.scale_res(self.residual(x))
+        return self.gain_x(fused + outs[-1]) + self.gain_res(self.residual(x))

@@ -87,7 +87,7 @@ class FDIWN(nn.Module):
         rgb_mean: initial mean of the mean-shift layers.
         shuffle_groups / sa_groups: groups of the FSWG shuffle + group conv (4) and of shuffle attention (6).
 
-    Keys: ``sub_mean``, ``add_mean``, ``head``, ``fswg.{g}.{wdib.{k}.*, skip, fuse, residual, scale_*}``,
+    Keys: ``sub_mean``, ``add_mean``, ``head``, ``fswg.{g}.{wdib.{k}.*, skip, fuse, residual, gain_*}``,
     ``up1.{0,1}``, ``up2.{0,1}``; :meth:`convert_official` maps the official names onto these.
     """
 

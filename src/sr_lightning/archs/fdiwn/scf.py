@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sr_lightning.archs.fdiwn.units import Scale, wcrw
+from sr_lightning.archs.fdiwn.units import Gain, wcrw
 
 
 def spatial_std(x: torch.Tensor) -> torch.Tensor:
@@ -56,11 +56,11 @@ class SelfCalibrationFusion(nn.Module):
 
     def __init__(self, channels: int, expansion: float, sa_groups: int = 6) -> None:
         super().__init__()
-        self.scale_q = Scale(1.0)
-        self.scale_p = Scale(1.0)
+        self.gain_q = Gain(1.0)
+        self.gain_p = Gain(1.0)
         self.fuse = wcrw(2 * channels, channels, expansion, sa_groups)
         self.gate = nn.Conv2d(2 * channels, channels, 1, bias=False)
 
     def forward(self, q: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-        z = torch.cat([self.scale_q(q), self.scale_p(p)], dim=1)
+        z = torch.cat([self.gain_q(q), self.gain_p(p)], dim=1)
         return self.fuse(z) + torch.sigmoid(self.gate(z)) * p

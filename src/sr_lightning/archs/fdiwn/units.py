@@ -20,15 +20,16 @@ from sr_lightning.archs.fdiwn.attention import ShuffleAttention
 from sr_lightning.archs.weight_norm import weight_normed
 
 
-class Scale(nn.Module):
-    """A learnt scalar multiplier (official ``Scale``; the paper's adaptive weights lambda)."""
+class Gain(nn.Module):
+    """A learnt scalar multiplier (official ``Scale``; the paper's adaptive weights lambda). Named ``Gain`` here:
+    "scale" means the SR factor only."""
 
     def __init__(self, init: float = 1.0) -> None:
         super().__init__()
-        self.scale = nn.Parameter(torch.tensor([float(init)]))
+        self.gain = nn.Parameter(torch.tensor([float(init)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.scale
+        return x * self.gain
 
 
 def expanded_width(channels: int, ratio: float) -> int:
@@ -71,12 +72,12 @@ class WideUnit(nn.Module):
         self.attn = ShuffleAttention(out_channels, sa_groups)
         # The official shortcut conv is a plain 3x3 (bias, no weight norm).
         self.shortcut = nn.Conv2d(in_channels, out_channels, 3, padding=1) if shortcut == "conv" else nn.Identity()
-        self.scale_res = Scale(1.0)
-        self.scale_x = Scale(1.0)
+        self.gain_res = Gain(1.0)
+        self.gain_x = Gain(1.0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         body = self.attn(self.conv(self.reduce(self.act(self.expand(x)))))
-        return self.scale_res(body) + self.scale_x(self.shortcut(x))
+        return self.gain_res(body) + self.gain_x(self.shortcut(x))
 
 
 def wirw(channels: int, expansion: float, sa_groups: int = 6) -> WideUnit:

@@ -1,17 +1,17 @@
 """Wide-residual Distillation Interaction Block (WDIB; official ``MY``), paper eqs. 8-16.
 
-Two butterfly stages. Each stage distils its input: a WIRW, LeakyReLU(0.05), then a channel split into a
+Two butterfly steps. Each step distils its input: a WIRW, LeakyReLU(0.05), then a channel split into a
 *distilled* half d (kept aside) and a *remaining* half r that a WCRW refines back to C channels, f = WCRW(r).
 The two paths p ("processed") and q ("carried") are then crossed, weighted by combination coefficients CC(.):
 
-    stage 1:  d1, f1 = distil1(x)
+    step 1:   d1, f1 = distil1(x)
               p1 = x  + CC(f1) * f1              q1 = f1 + CC(x) * x
-    stage 2:  d2, f2 = distil2(p1)
+    step 2:   d2, f2 = distil2(p1)
               p2 = (f2 + CC(q1) * q1) * sigmoid(conv3x3(d2))
               q2 = (q1 + CC(f2) * f2) * sigmoid(conv3x3(d1))
     output:   y = SA(SCF(WIRW(q2), WIRW(p2)) + x)
 
-The distilled halves come back as sigmoid gates on the stage-2 outputs (Wide-Residual Distillation Connection,
+The distilled halves come back as sigmoid gates on the step-2 outputs (Wide-Residual Distillation Connection,
 WRDC). Official names: ``srb1/rb1`` = distil1, ``srb2/rb2`` = distil2, ``A1/B1/A2/B2_coffconv`` = the coefficients
 of f1, x, q1, f2, ``conv_distilled1/2`` = the gates of p2 / q2, ``srb3/srb4`` = the WIRWs of q2 / p2. Every wiring
 detail follows the official code (which produced the released weights).
@@ -66,11 +66,11 @@ class WDIB(nn.Module):
         self.attn = ShuffleAttention(channels, sa_groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Butterfly stage 1: the input x and the refined remaining half f1, cross-weighted.
+        # Butterfly step 1: the input x and the refined remaining half f1, cross-weighted.
         d1, f1 = self.distil1(x)
         p1 = self.cc1_f(f1) * f1 + x
         q1 = self.cc1_x(x) * x + f1
-        # Butterfly stage 2; the distilled halves of both stages gate the results (WRDC).
+        # Butterfly step 2; the distilled halves of both steps gate the results (WRDC).
         d2, f2 = self.distil2(p1)
         p2 = (self.cc2_q(q1) * q1 + f2) * torch.sigmoid(self.gate_p(d2))
         q2 = (f2 * self.cc2_f(f2) + q1) * torch.sigmoid(self.gate_q(d1))
