@@ -3,6 +3,10 @@ module on the embedded sample photographs (x2, 16-pixel LR patches, no workers).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import lightning as L
 import torch
 from torch import nn
 
@@ -32,4 +36,23 @@ def sample_datamodule(batch_size: int = 2, test: bool = False, **kwargs: object)
         batch_size=batch_size,
         num_workers=0,
         **kwargs,
+    )
+
+
+def quiet_trainer(root: Path, callbacks: list, max_steps: int, val_every: int | None, **kwargs: Any) -> L.Trainer:
+    """A step-based `lightning.Trainer` without logger, progress bar, summary or sanity check; validation every
+    ``val_every`` steps. Other Trainer arguments (``limit_val_batches``, ``plugins``, ``devices``...) pass through."""
+    return L.Trainer(
+        **{
+            "max_steps": max_steps,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "num_sanity_val_steps": 0,
+            "val_check_interval": val_every,
+            "check_val_every_n_epoch": None,
+            "default_root_dir": root,
+            "callbacks": callbacks,
+            **kwargs,
+        }
     )

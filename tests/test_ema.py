@@ -14,7 +14,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from _lightning_helpers import edbb_net, sample_datamodule
+from _lightning_helpers import edbb_net, quiet_trainer, sample_datamodule
 from compose import compose_cfg
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
@@ -36,18 +36,7 @@ def sr_module(net: nn.Module) -> SRModule:
 
 
 def trainer(root: Path, callbacks: list, max_steps: int, val_every: int | None = 2) -> L.Trainer:
-    return L.Trainer(
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0 if val_every is None else 1.0,
-        val_check_interval=val_every,
-        check_val_every_n_epoch=None,
-        default_root_dir=root,
-        callbacks=callbacks,
-    )
+    return quiet_trainer(root, callbacks, max_steps, val_every, limit_val_batches=0 if val_every is None else 1.0)
 
 
 def net_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from _lightning_helpers import sample_datamodule
+from _lightning_helpers import quiet_trainer, sample_datamodule
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
@@ -63,19 +63,8 @@ class RecordingIO(AtomicCheckpointIO):
 
 
 def trainer(root: Path, callbacks: list[Callback], max_steps: int, val_every: int = 1000, **kw) -> L.Trainer:
-    return L.Trainer(
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        val_check_interval=val_every,
-        check_val_every_n_epoch=None,
-        default_root_dir=root,
-        callbacks=callbacks,
-        **{"plugins": [AtomicCheckpointIO()], **kw},
-    )
+    defaults = {"limit_val_batches": 1, "plugins": [AtomicCheckpointIO()]}  # kw may replace them
+    return quiet_trainer(root, callbacks, max_steps, val_every, **{**defaults, **kw})
 
 
 def ckpt_step(path: Path) -> int:
@@ -266,7 +255,7 @@ SCRIPT = (
     f"import sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
     + '''
 import lightning as L
-from _lightning_helpers import sample_datamodule
+from _lightning_helpers import quiet_trainer, sample_datamodule
 from test_resume import Steps, tiny_module
 import time
 from pathlib import Path
@@ -292,21 +281,10 @@ class Announce(L.Callback):
 def main(root: Path, k: int, max_steps: int, devices: int) -> None:
     preemption = Preemption(dirpath=root / "ckpt")
     steps = Steps()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy="ddp" if devices > 1 else "auto",
-        max_steps=max_steps,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=1,
-        val_check_interval=k,  # a validation is due at the stop step: it must not run
-        check_val_every_n_epoch=None,
-        default_root_dir=root,
-        plugins=[AtomicCheckpointIO()],
-        callbacks=[Announce(k, preemption), steps, preemption, LastCheckpoint(dirpath=root / "ckpt")],
+    callbacks = [Announce(k, preemption), steps, preemption, LastCheckpoint(dirpath=root / "ckpt")]
+    trainer = quiet_trainer(  # a validation is due at the stop step (val_every=k): it must not run
+        root, callbacks, max_steps, k, limit_val_batches=1, plugins=[AtomicCheckpointIO()],
+        accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
     )
     trainer.fit(tiny_module(), datamodule=sample_datamodule())
     print(f"rank {trainer.global_rank} stopped at {trainer.global_step} validated {steps.validated}", flush=True)

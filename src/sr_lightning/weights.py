@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.reparam import fold_state_dict
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, WEIGHTS_KEY, upgrade_state_dict
 
 FORMAT = "sr_lightning"
@@ -160,11 +161,8 @@ def fold_with_saved_model(path: str | Path, sd: dict[str, torch.Tensor]) -> dict
     from hydra.utils import instantiate  # only needed on this path
 
     template = instantiate(model_cfg)
-    if _fit_keys(template, sd) is None:
-        return None
-    template.load_state_dict(_fit_keys(template, sd), strict=True)
-    to_deploy_form(template)
-    return {k: v.detach().clone() for k, v in template.state_dict().items()}
+    fitted = _fit_keys(template, sd)
+    return fold_state_dict(template, fitted, fold=to_deploy_form) if fitted is not None else None
 
 
 def load_weights(net: nn.Module, path: str | Path) -> str:

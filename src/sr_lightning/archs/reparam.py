@@ -8,7 +8,7 @@ for its folded form in place, so the folded network's state-dict keys are those 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -46,10 +46,13 @@ def reparameterize_model(net: nn.Module) -> int:
     return len(names)
 
 
-def fold_state_dict(template: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def fold_state_dict(
+    template: nn.Module, state_dict: Mapping[str, torch.Tensor], fold: Callable[[nn.Module], object] | None = None
+) -> dict[str, torch.Tensor]:
     """A training-form state dict in deploy form: loaded (strictly) into a copy of the training-form ``template``,
-    which is then folded. Lets weights saved before a fold load into the folded network."""
+    which is then folded (``fold``, default `reparameterize_model`). Lets weights saved before a fold load into the
+    folded network."""
     net = copy.deepcopy(template)
     net.load_state_dict(state_dict, strict=True)
-    reparameterize_model(net)
+    (fold or reparameterize_model)(net)
     return {k: v.detach().clone() for k, v in net.state_dict().items()}

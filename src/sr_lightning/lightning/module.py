@@ -17,7 +17,7 @@ from sr_lightning.data.imresize import bicubic_upscale
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, upgrade_checkpoint
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.lightning.samples import log_samples
-from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, restore_rng_states, wandb_run_id
+from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, logged_wandb_run_id, restore_rng_states
 from sr_lightning.metrics import PSNRY, SSIMY
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class SRModule(L.LightningModule):
         checkpoint[CHECKPOINT_KEY] = FORMAT_VERSION  # key names of this version (sr_lightning.formats)
         checkpoint["sr_rng"] = collect_rng_states()
         checkpoint["sr_meta"] = self.meta
-        run_id = wandb_run_id(self.loggers) if self._trainer is not None else None
+        run_id = logged_wandb_run_id(self.loggers) if self._trainer is not None else None
         if run_id:
             checkpoint["sr_wandb_id"] = run_id
 

@@ -50,7 +50,7 @@ def restore_rng_states(states: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def wandb_run_id(loggers: list[Any]) -> str | None:
+def logged_wandb_run_id(loggers: list[Any]) -> str | None:
     """The id of the W&B run among `loggers` (so that a resumed run continues it), if any."""
     for logger in loggers:
         if type(logger).__name__ == "WandbLogger":

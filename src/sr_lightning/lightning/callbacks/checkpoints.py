@@ -46,8 +46,8 @@ class LastCheckpoint(ModelCheckpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         if trainer.callbacks and trainer.callbacks[-1] is not self:
-            trainer.callbacks.remove(self)
-            trainer.callbacks.append(self)
+            # a new list: Lightning is iterating the current one to call setup (removing from it would skip a callback)
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not self] + [self]
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or trainer.fast_dev_run:
