@@ -5,7 +5,8 @@
 - a weights file written by `save_weights` (`{"format": "sr_lightning", "format_version": n, "state_dict": ...}`),
 - an official checkpoint: a plain state dict, possibly wrapped (`params`, `params_ema`, `state_dict`, `model`) and/or
   `module.`-prefixed; when its keys are not the network's own, the network's `convert_official(state_dict)` turns
-  them into its naming.
+  them into its naming;
+- a safetensors file (`sr_lightning.exporters.safetensors` writes our metadata into its header).
 Everything is read with `torch.load(..., map_location="cpu", weights_only=True)`. Our own files (weights files,
 checkpoints) written in an older format version get their keys renamed to today's (`sr_lightning.formats`).
 """
@@ -13,6 +14,7 @@ checkpoints) written in an older format version get their keys renamed to today'
 from __future__ import annotations
 
 import copy
+import json
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,9 +65,12 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _load(path: Path) -> Any:
-    """``torch.load`` on CPU with ``weights_only=True``; any failure becomes a ValueError naming the file."""
+    """``torch.load`` on CPU with ``weights_only=True`` (a safetensors file: `_load_safetensors`); any failure
+    becomes a ValueError naming the file."""
     with open(path, "rb") as f:
-        head = f.read(4)
+        head = f.read(9)
+    if head[8:9] == b"{":  # safetensors: an 8-byte little-endian header length, then the JSON header
+        return _load_safetensors(path)
     # torch.save writes a zip archive (PK..); the legacy format is a pickle (protocol byte 0x80).
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise ValueError(f"{path}: not a PyTorch weights file (it starts with {head!r}, not a zip archive or a pickle)")
@@ -83,10 +88,29 @@ def _load(path: Path) -> Any:
         ) from err
 
 
+def _load_safetensors(path: Path) -> Any:
+    """A safetensors file as the dict `save_weights` writes when it carries our metadata (`exporters.safetensors`),
+    else its plain state dict."""
+    try:
+        from safetensors import safe_open
+    except ImportError as err:
+        raise ImportError(f"{path} is a safetensors file: pip install 'sr-lightning[export]' to read it") from err
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            sd = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a Mapping)
+            header = f.metadata() or {}
+    except Exception as err:  # damaged header or data
+        raise ValueError(f"{path}: a damaged safetensors file ({type(err).__name__}: {str(err)[:200]})") from err
+    if FORMAT not in header:
+        return sd
+    saved = json.loads(header[FORMAT])
+    return {"format": FORMAT, WEIGHTS_KEY: saved.get(WEIGHTS_KEY, 0), "state_dict": sd, "meta": saved.get("meta", {})}
+
+
 def _saved_from(path: Path | str) -> str:
     """``"; the file holds <Net> x<scale> weights"`` from the metadata sr_lightning writes, else ``""`` (error path)."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _load(Path(path))
         meta = obj.get("meta") or obj.get("sr_meta") or {}
         target = str(meta["model"]["_target_"]).rsplit(".", 1)[-1]
         return f"; the file holds {target} x{meta.get('scale', '?')} weights"
@@ -140,11 +164,13 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return dict(meta) if isinstance(meta, Mapping) else {}
 
 
-def _targets(node: Any) -> list[str]:
+def config_targets(node: Any) -> list[str]:
+    """Every `_target_` in a (nested) config."""
     if isinstance(node, Mapping):
-        return [str(v) for k, v in node.items() if k == "_target_"] + [t for v in node.values() for t in _targets(v)]
+        own = [str(v) for k, v in node.items() if k == "_target_"]
+        return own + [t for v in node.values() for t in config_targets(v)]
     if isinstance(node, (list, tuple)):
-        return [t for v in node for t in _targets(v)]
+        return [t for v in node for t in config_targets(v)]
     return []
 
 
@@ -155,7 +181,7 @@ def fold_with_saved_model(path: str | Path, sd: dict[str, torch.Tensor]) -> dict
     Only configs whose every `_target_` is in sr_lightning are built (a weights file must not run foreign code).
     None when the file has no such config or its network does not take `sd`."""
     model_cfg = read_meta(path).get("model")
-    targets = _targets(model_cfg)
+    targets = config_targets(model_cfg)
     if not targets or not all(t.startswith("sr_lightning.") for t in targets):
         return None
     from hydra.utils import instantiate  # only needed on this path

@@ -11,18 +11,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["PEAK", "quantize", "to_uint8", "to_float"]
+__all__ = ["PEAK", "PEAK16", "quantize", "to_uint8", "to_float"]
 
 #: the largest 8-bit value: [0, 1] floats map to 0..PEAK
 PEAK = 255.0
+#: the largest 16-bit value (16-bit PNG, MATLAB ``im2uint16``)
+PEAK16 = 65535.0
 
 
-def quantize(img: torch.Tensor) -> torch.Tensor:
-    """[0, 1] float image -> float64 tensor of the integers 0..255 it stores as 8 bits (same shape and device).
+def quantize(img: torch.Tensor, peak: float = PEAK) -> torch.Tensor:
+    """[0, 1] float image -> float64 tensor of the integers 0..peak it stores as 8 (or, peak=PEAK16, 16) bits.
 
-    ``floor(clamp(x, 0, 1) * 255 + 0.5)`` with the product in float64 (MATLAB ``im2uint8``).
+    ``floor(clamp(x, 0, 1) * peak + 0.5)`` with the product in float64 (MATLAB ``im2uint8`` / ``im2uint16``).
     """
-    return torch.floor(img.detach().to(torch.float64).clamp(0.0, 1.0) * PEAK + 0.5)
+    return torch.floor(img.detach().to(torch.float64).clamp(0.0, 1.0) * peak + 0.5)
 
 
 def to_uint8(img: torch.Tensor) -> torch.Tensor:
@@ -31,11 +33,14 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 def to_float(img: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """uint8 image (tensor, or numpy array: possibly a read-only memmap or a strided view) -> float32 ``v / 255``.
+    """uint8 image (tensor, or numpy array: possibly a read-only memmap or a strided view) -> float32 ``v / 255``;
+    a uint16 numpy array -> float32 ``v / 65535``.
 
     The shape is kept; a numpy array becomes a CPU tensor (its layout is the caller's: transpose an HxWxC file
     array to CxHxW first).
     """
+    if isinstance(img, np.ndarray) and img.dtype == np.uint16:
+        return torch.from_numpy(img.astype(np.int32)).float().div_(PEAK16)
     if isinstance(img, np.ndarray):
         arr = np.ascontiguousarray(img)
         if not arr.flags.writeable:  # torch.from_numpy warns on read-only memory: copy (only the patch, usually)

@@ -1,13 +1,16 @@
-"""Official FDIWN state dict (IVIPLab/FDIWN ``MODEL``, 1591 keys) -> :class:`~sr_lightning.archs.fdiwn.FDIWN` keys.
+"""Official FDIWN state dict (IVIPLab/FDIWN ``MODEL``, 1591 keys) <-> :class:`~sr_lightning.archs.fdiwn.FDIWN` keys.
 
 The official names are walked level by level (network -> FSWG ``Li`` -> WDIB ``MY`` -> units); every key must be
 recognised at every level, otherwise ``ValueError``. Weight-normalised convs may come with the legacy names
 ``weight_g`` / ``weight_v`` (the released checkpoints), the parametrization names ``parametrizations.weight.
 original0/1``, or folded into ``weight``; they keep that form (load into a folded network with the latter).
+:func:`to_official` walks the same rule tables backwards (each rule's template as the pattern and its pattern as
+the template) and writes the legacy names, as the released checkpoints do.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 
@@ -16,28 +19,50 @@ import torch
 from sr_lightning.archs.weight_norm import LEGACY_NAMES
 
 Mapper = Callable[[str], "str | None"]
-# (regex for the leading part of the key, replacement template, mapper of the rest or None for a leaf)
-Rule = tuple[str, str, "Mapper | None"]
+# (regex for the leading part of the key, replacement template, child: a rule table for the rest of the key, a
+# leaf mapper of the rest (inverse in _LEAF_BACK), or None when the rule maps the whole key)
+Rule = tuple[str, str, "list[Rule] | Mapper | None"]
 
 
-def _walk(rules: list[Rule], key: str) -> str | None:
-    """Map ``key`` by the first rule whose leading part matches and whose rest its child maps (None: no rule)."""
+class _FoldedWeightNorm(Exception):
+    """Raised by the backward walk on a weight-normalised conv's folded ``weight``."""
+
+
+@functools.cache
+def _backward(pattern: str, template: str) -> tuple[str, str]:
+    """A rule turned around: its template as a regex (``{n}`` a number), its pattern as a template (``(?P<n>..)``
+    becomes ``{n}``, escapes dropped)."""
+    back_pattern = r"(?P<n>\d+)".join(re.escape(part) for part in template.split("{n}"))
+    back_template = re.sub(r"\\(.)", r"\1", re.sub(r"\(\?P<n>[^()]*\)", "{n}", pattern))
+    return back_pattern, back_template
+
+
+def _walk(rules: list[Rule], key: str, back: bool = False) -> str | None:
+    """Map ``key`` by the first rule whose leading part matches and whose child maps the rest (None: no rule).
+
+    ``back``: the inverse mapping (our key -> official key), every rule used through :func:`_backward`."""
     for pattern, template, child in rules:
+        if back:
+            pattern, template = _backward(pattern, template)
         m = re.fullmatch(pattern, key) if child is None else re.match(pattern + r"\.(?P<rest>.+)$", key)
         if not m:
             continue
-        # official 1-based module numbers (``Li2``, ``MY3``, ``conv1``) -> our 0-based list indices
-        head = template.format(n=int(m.group("n")) - 1) if "n" in m.groupdict() else template
+        # official 1-based module numbers (``Li2``, ``MY3``, ``conv1``) <-> our 0-based list indices
+        shift = 1 if back else -1
+        head = template.format(n=int(m.group("n")) + shift) if "n" in m.groupdict() else template
         if child is None:
             return head
-        rest = child(m.group("rest"))
+        if isinstance(child, list):
+            rest = _walk(child, m.group("rest"), back)
+        else:
+            rest = (_LEAF_BACK[child] if back else child)(m.group("rest"))
         if rest is not None:
             return f"{head}.{rest}"
     return None
 
 
 def _plain(key: str) -> str | None:
-    """Leaves of a plain conv / norm: weight, bias."""
+    """Leaves of a plain conv / norm: weight, bias (its own inverse)."""
     return key if key in ("weight", "bias") else None
 
 
@@ -50,10 +75,18 @@ def _normed(key: str) -> str | None:
     return None
 
 
-def _gain(key: str) -> str | None:
-    """The official ``Scale`` module's parameter ``scale`` is our ``Gain.gain``."""
-    return "gain" if key == "scale" else None
+_TO_LEGACY = {ours: legacy for legacy, ours in LEGACY_NAMES.items()}
 
+
+def _normed_back(key: str) -> str | None:
+    """Inverse of :func:`_normed`: the legacy names; a folded ``weight`` cannot be split into g and v."""
+    if key == "weight":
+        raise _FoldedWeightNorm
+    return _TO_LEGACY.get(key, key if key == "bias" else None)
+
+
+# The official ``Scale`` module's parameter ``scale`` is our ``Gain.gain``.
+_GAIN: list[Rule] = [(r"scale", "gain", None)]
 
 _SA: list[Rule] = [
     (r"cweight", "channel_weight", None),
@@ -68,12 +101,11 @@ _UNIT: list[Rule] = [
     (r"body\.0", "expand", _normed),
     (r"body\.2", "reduce", _normed),
     (r"body\.3", "conv", _normed),
-    (r"SAlayer", "attn", lambda k: _walk(_SA, k)),
+    (r"SAlayer", "attn", _SA),
     (r"conv", "shortcut", _plain),
-    (r"res_scale", "gain_res", _gain),
-    (r"x_scale", "gain_x", _gain),
+    (r"res_scale", "gain_res", _GAIN),
+    (r"x_scale", "gain_x", _GAIN),
 ]
-_unit: Mapper = lambda k: _walk(_UNIT, k)  # noqa: E731
 
 # official CoffConv: Sequential indices of the two 1x1 convs in each branch
 _COEF: list[Rule] = [
@@ -84,40 +116,40 @@ _COEF: list[Rule] = [
 ]
 
 _WDIB: list[Rule] = [
-    (r"srb1", "distil1.wirw", _unit),
-    (r"rb1", "distil1.wcrw", _unit),
-    (r"srb2", "distil2.wirw", _unit),
-    (r"rb2", "distil2.wcrw", _unit),
-    (r"A1_coffconv", "cc1_f", lambda k: _walk(_COEF, k)),
-    (r"B1_coffconv", "cc1_x", lambda k: _walk(_COEF, k)),
-    (r"A2_coffconv", "cc2_q", lambda k: _walk(_COEF, k)),
-    (r"B2_coffconv", "cc2_f", lambda k: _walk(_COEF, k)),
+    (r"srb1", "distil1.wirw", _UNIT),
+    (r"rb1", "distil1.wcrw", _UNIT),
+    (r"srb2", "distil2.wirw", _UNIT),
+    (r"rb2", "distil2.wcrw", _UNIT),
+    (r"A1_coffconv", "cc1_f", _COEF),
+    (r"B1_coffconv", "cc1_x", _COEF),
+    (r"A2_coffconv", "cc2_q", _COEF),
+    (r"B2_coffconv", "cc2_f", _COEF),
     (r"conv_distilled1", "gate_p", _plain),
     (r"conv_distilled2", "gate_q", _plain),
-    (r"srb3", "refine_q", _unit),
-    (r"srb4", "refine_p", _unit),
-    (r"scale_x1", "scf.gain_q", _gain),
-    (r"scale_x2", "scf.gain_p", _gain),
-    (r"fuse1", "scf.fuse", _unit),
+    (r"srb3", "refine_q", _UNIT),
+    (r"srb4", "refine_p", _UNIT),
+    (r"scale_x1", "scf.gain_q", _GAIN),
+    (r"scale_x2", "scf.gain_p", _GAIN),
+    (r"fuse1", "scf.fuse", _UNIT),
     (r"fuse2", "scf.gate", _plain),
-    (r"SAlayer", "attn", lambda k: _walk(_SA, k)),
+    (r"SAlayer", "attn", _SA),
 ]
 
 
 _FSWG: list[Rule] = [
-    (r"MY(?P<n>[1-9]\d*)", "wdib.{n}", lambda k: _walk(_WDIB, k)),
+    (r"MY(?P<n>[1-9]\d*)", "wdib.{n}", _WDIB),
     (r"conv", "skip.0", _plain),
     (r"conv(?P<n>[12])", "fuse.{n}", _plain),
-    (r"rb1", "residual", _unit),
-    (r"scale_x", "gain_x", _gain),
-    (r"scale_res", "gain_res", _gain),
+    (r"rb1", "residual", _UNIT),
+    (r"scale_x", "gain_x", _GAIN),
+    (r"scale_res", "gain_res", _GAIN),
 ]
 
 _TOP: list[Rule] = [
     (r"Sub_mean", "sub_mean", _plain),
     (r"Add_mean", "add_mean", _plain),
     (r"head", "head", _plain),
-    (r"Li(?P<n>[1-9]\d*)", "fswg.{n}", lambda k: _walk(_FSWG, k)),
+    (r"Li(?P<n>[1-9]\d*)", "fswg.{n}", _FSWG),
     (r"conv1", "up1.0", _plain),
     (r"UP1\.0", "up1.1", _plain),
     (r"conv2", "up2.0", _plain),
@@ -139,5 +171,43 @@ def convert_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         raise ValueError(
             f"not an official FDIWN state dict: {len(unknown)} unexpected key(s), e.g. {unknown[:5]}; expected keys "
             "like 'Sub_mean.weight', 'head.weight', 'Li1.MY1.srb1.body.0.weight_g', 'Li1.conv1.weight', 'UP1.0.bias'"
+        )
+    return converted
+
+
+_LEAF_BACK: dict[Mapper, Mapper] = {_plain: _plain, _normed: _normed_back}
+
+
+def to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename our FDIWN state dict to the official keys (inverse of :func:`convert_official`).
+
+    Weight-normalised convs are written as ``weight_g`` / ``weight_v``, so the state dict must be the training form
+    (the network as loaded from an official file): a folded ``weight`` cannot be split back, ``ValueError``.
+    """
+    converted: dict[str, torch.Tensor] = {}
+    unknown: list[str] = []
+    folded: list[str] = []
+    for key, value in state_dict.items():
+        try:
+            new = _walk(_TOP, key, back=True)
+        except _FoldedWeightNorm:
+            folded.append(key)
+            continue
+        # the forward walk must give the key back (e.g. ``fswg.0`` -> ``Li1``, but no ``fuse.2`` -> ``conv3``)
+        if new is None or _walk(_TOP, new) != key:
+            unknown.append(key)
+        else:
+            converted[new] = value
+    if folded:
+        raise ValueError(
+            f"cannot export to the official FDIWN layout: {len(folded)} weight-normalised conv(s) are folded into a "
+            f"plain weight, e.g. {folded[:3]}, which cannot be split into weight_g / weight_v; export from the "
+            "training form (the network as loaded from the official file, not folded by to_deploy_form)"
+        )
+    if unknown or not converted:
+        raise ValueError(
+            f"not an FDIWN state dict: {len(unknown)} key(s) without an official counterpart, e.g. {unknown[:5]}; "
+            "expected keys like 'sub_mean.weight', 'fswg.0.wdib.0.distil1.wirw.expand.parametrizations.weight."
+            "original0', 'up1.1.bias'"
         )
     return converted

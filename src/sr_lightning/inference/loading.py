@@ -1,0 +1,49 @@
+"""`load_model(weights)`: a ready deploy-form network from any weights file this package reads, or an exported
+ONNX / TorchScript file (run through `sr_lightning.inference.backends`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.inference.detect import Detected, build_network, detect_model
+from sr_lightning.weights import load_weights
+
+log = logging.getLogger(__name__)
+
+
+def load_network(
+    weights: str | Path, model: Mapping[str, Any] | None = None, scale: int | None = None
+) -> tuple[nn.Module, Detected]:
+    """Detect, build and load `weights` (see `detect_model`); the network in the form the file holds."""
+    detected = detect_model(weights, model, scale)
+    net = build_network(detected.config)
+    load_weights(net, weights)
+    return net, detected
+
+
+def load_model(weights: str | Path, model: Mapping[str, Any] | None = None, scale: int | None = None) -> Any:
+    """A ready-to-run network for `weights`: eval mode, no gradients, deploy form (re-parameterizable blocks and
+    weight norm folded), on CPU, float32; `.scale` and `.min_input_size` tell how to call it.
+
+    `weights`: an official checkpoint, a weights file or Lightning checkpoint of this package, a safetensors export,
+    or an ONNX (`.onnx`, run by onnxruntime) / TorchScript export (both returned as backends with the same call
+    convention). `model` (a model config) and `scale` are optional overrides that must agree with the file.
+    """
+    from sr_lightning.inference.backends import load_backend
+
+    backend = load_backend(weights)
+    if backend is not None:
+        if scale is not None and int(scale) != backend.scale:
+            raise ValueError(f"scale={scale} contradicts {weights}, an x{backend.scale} export")
+        return backend
+    net, detected = load_network(weights, model, scale)
+    folded = to_deploy_form(net)
+    log.info("%s: %s x%d (from its %s), folded %s", weights, detected.name, detected.scale, detected.source, folded)
+    net.sr_meta = {"model": detected.config, "scale": detected.scale}  # what exporters write into their files
+    return net.eval().requires_grad_(False)
