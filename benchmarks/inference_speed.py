@@ -5,18 +5,21 @@ single plain 3x3 conv at the network's width timed in the same run.
 
 Modes: ``eager`` (fp32 NCHW), ``channels_last`` (model and input), ``compile`` (torch.compile, default mode),
 ``torchscript`` (`export_torchscript` + torch.jit.load), ``onnxruntime`` (`export_onnx` + an InferenceSession with
-``intra_op_num_threads=threads``). Runs are interleaved (rotating order) so load changes hit every mode alike.
+``intra_op_num_threads=threads``). Runs are interleaved (rotating order, the limit conv included) so load changes
+hit every mode alike.
 
 Limit: the best MACs/s of ``nn.Conv2d(C, C, 3, padding=1)`` on a 1xCxHxW input (NCHW / channels_last, eager /
 compiled); limit time = network MACs (`count_macs`, for the HR output of the input size) / that rate. Last lines:
-``<net>/limit=<best mode time / limit time>``. ``--profile`` runs torch.profiler on the faster of eager and
-channels_last for each network over its target (EFDN 1.2, FDIWN 1.6) and prints the top ops by self CPU time.
+``<net>/limit=<best mode time / limit time>``; a network over its target (EFDN 1.2, FDIWN 1.6) is named after them.
+``--profile`` runs torch.profiler on the faster of eager and channels_last for each network and prints the top ops
+by self CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import tempfile
 import time
@@ -82,27 +85,31 @@ def time_interleaved(runners: dict[str, Runner], runs: int, warmup: int) -> dict
     return times
 
 
-@torch.no_grad()
-def conv_rate(width: int, size: tuple[int, int], runs: int, warmup: int) -> tuple[float, str]:
-    """Best MACs/s of one plain 3x3 conv at `width` channels over NCHW / channels_last, eager / compiled."""
+def conv_runners(width: int, size: tuple[int, int], block_s: float = 0.05) -> tuple[dict[str, Runner], int]:
+    """One plain 3x3 conv at `width` channels on a 1 x width x H x W input: NCHW / channels_last, eager / compiled.
+
+    Each runner calls its conv `reps` times (returned; about `block_s` seconds in all), so a few-ms conv is timed
+    over a block: the tail of the previous runner (thread pools still spinning, cold caches) is amortized."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(width, width, 3, padding=1).eval()
+    conv = nn.Conv2d(width, width, 3, padding=1).eval().requires_grad_(False)
+    conv_cl = copy.deepcopy(conv).to(memory_format=torch.channels_last)
     x = torch.rand(1, width, *size)
-    runners: dict[str, Runner] = {"eager": lambda: conv(x)}
-    conv_cl = nn.Conv2d(width, width, 3, padding=1).eval().to(memory_format=torch.channels_last)
-    conv_cl.load_state_dict(conv.state_dict())
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    runners["channels_last"] = lambda: conv_cl(x_cl)
+    calls: dict[str, Runner] = {"eager": lambda: conv(x), "channels_last": lambda: conv_cl(x_cl)}
     for name, (mod, inp) in {"compile": (conv, x), "compile_cl": (conv_cl, x_cl)}.items():
         try:
             compiled = torch.compile(mod)
             compiled(inp)
-            runners[name] = lambda c=compiled, i=inp: c(i)
+            calls[name] = lambda c=compiled, i=inp: c(i)
         except Exception as err:  # a benchmark reports and goes on
             print(f"conv C={width} {name}: n/a ({type(err).__name__}: {str(err).splitlines()[0][:100]})")
-    times = time_interleaved(runners, runs, warmup)
-    best = min(times, key=lambda n: statistics.median(times[n]))
-    return width * width * 9 * size[0] * size[1] / statistics.median(times[best]), best
+    single = min(time_interleaved({"eager": calls["eager"]}, 3, 1)["eager"])
+    reps = max(1, math.ceil(block_s / single))
+
+    def block(call: Runner) -> Runner:
+        return lambda: [call() for _ in range(reps)]
+
+    return {f"conv/{name}": block(call) for name, call in calls.items()}, reps
 
 
 def profile(net: nn.Module, x: torch.Tensor, runs: int) -> None:
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--networks", nargs="+", choices=list(NETWORKS), default=list(NETWORKS))
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--size", default="180x320", help="LR input HxW (default 180x320: 720p output at x4)")
-    parser.add_argument("--profile", action="store_true", help="profile networks that miss their target")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler on the faster eager mode per network")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = tuple(int(v) for v in args.size.lower().split("x"))
@@ -142,20 +149,24 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         scale = int(net.scale)
         macs = count_macs(net, scale, hr_size=(size[0] * scale, size[1] * scale))
         width = int(net.head.out_channels)
-        rate, conv_mode = conv_rate(width, size, args.runs, args.warmup)
-        limit = macs / rate
-        limits[name] = (limit, rate, width, macs, conv_mode)
         torch.manual_seed(0)
         x = torch.rand(1, 3, *size)
         nets[name] = (net, x)
-        runners: dict[str, Runner] = {}
         with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
+            runners, reps = conv_runners(width, size)  # timed together with the network, under the same load
             for mode in args.modes:
+                start = time.perf_counter()
                 try:
                     runners[mode] = make_runner(mode, net, x, Path(tmp), name)
+                    print(f"{name} {mode}: set up in {time.perf_counter() - start:.1f} s", flush=True)
                 except Exception as err:  # a benchmark reports and goes on
                     print(f"{name} {mode}: n/a ({type(err).__name__}: {str(err).splitlines()[0][:160]})")
             times = time_interleaved(runners, args.runs, args.warmup)
+        conv_times = {k.removeprefix("conv/"): statistics.median(v) for k, v in times.items() if k.startswith("conv/")}
+        conv_mode = min(conv_times, key=conv_times.__getitem__)
+        rate = reps * width * width * 9 * size[0] * size[1] / conv_times[conv_mode]
+        limit = macs / rate
+        limits[name] = (limit, rate, width, macs, conv_mode)
         for mode in args.modes:
             if mode not in times:
                 rows.append((name, mode, None, None, None))
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     missed = [name for name, ratio in ratios.items() if ratio > TARGETS[name]]
     if missed and not args.profile:
         print(f"over target: {', '.join(missed)} (run with --profile to see where the time goes)")
-    for name in missed if args.profile else []:
+    for name in best if args.profile else []:
         eager = [(med, mode) for n, mode, med, _, _ in rows if n == name and mode in ("eager", "channels_last") and med]
         if not eager:
             continue

@@ -89,14 +89,16 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=16)
     parser.add_argument("--no-ensemble", action="store_true")
     parser.add_argument("--no-cli", action="store_true")
+    parser.add_argument("--no-quality", action="store_true", help="only the throughput table")
     args = parser.parse_args()
     torch.set_num_threads(2)
     modes = {"whole": {}, f"tile {args.tile}/{args.overlap}": {"tile": args.tile, "overlap": args.overlap}}
     if not args.no_ensemble:
         modes["ensemble x8"] = {"ensemble": True}
-    print("| net | set | mode | PSNR | SSIM | PSNR - whole |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for net in args.nets:
+    for net in [] if args.no_quality else args.nets:
+        if net == args.nets[0]:
+            print("| net | set | mode | PSNR | SSIM | PSNR - whole |")
+            print("| --- | --- | --- | --- | --- | --- |")
         rows = quality(net, args.sets, modes)
         whole = {r["set"]: r["psnr"] for r in rows if r["mode"] == "whole"}
         for r in rows:

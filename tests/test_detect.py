@@ -109,3 +109,11 @@ def test_overrides_that_contradict_the_file_fail_clearly(official_weights_dir):
         detect_model(efdn, model={"_target_": "sr_lightning.archs.fdiwn.FDIWN"})
     agreed = detect_model(efdn, model={"_target_": "sr_lightning.archs.efdn.EFDN", "conv3x3": None}, scale=4)
     assert agreed.scale == 4
+
+
+def test_package_level_api():
+    import sr_lightning
+
+    model = sr_lightning.load_model(LEGACY / "efdn_weights.pth")
+    out = sr_lightning.upscale_image(model, torch.rand(3, 16, 20))
+    assert out.shape == (3, 32, 40) and float(out.min()) >= 0 and float(out.max()) <= 1

@@ -1,10 +1,12 @@
 """Tiled inference: the LR image is cut into overlapping tiles, each is super-resolved on its own, and the outputs
 are blended with linear ramps across the overlaps (chaiNNer / Real-ESRGAN habit, with blending instead of a crop).
 
-Networks with only local operations give the whole-image result up to the border effects of each tile, which the
-overlap hides; networks with global pooling (FDIWN's shuffle attention) see per-tile statistics, so their output
-changes with the tiling (README, "Tiling"). `tile="auto"` takes the largest square tile whose estimated memory fits
-(`auto_tile`); an out-of-memory error halves the tile and retries (`run_tiled`).
+Tiles change the output of both networks here: EFDN's ESA downsamples (stride-2 conv, 7x7/3 max-pool) on a grid
+anchored at the tile's corner and resizes its mask to the tile, and FDIWN's shuffle attention pools over the whole
+input. The PSNR moves little (official x4, tile 64 / overlap 16: EFDN -0.0014 dB on Set5, -0.0050 dB on Set14;
+FDIWN +0.0005 / +0.0227 dB; README "Upscale and export", benchmarks/upscale_quality.py).
+`tile="auto"` takes the largest square tile whose estimated memory fits (`auto_tile`); an out-of-memory error halves
+the tile and retries (`run_tiled`).
 """
 
 from __future__ import annotations
