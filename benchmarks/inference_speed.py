@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         print(f"{name}/limit={ratio:.2f}")
 
     missed = [name for name, ratio in ratios.items() if ratio > TARGETS[name]]
-    if missed and not args.profile:
-        print(f"over target: {', '.join(missed)} (run with --profile to see where the time goes)")
+    if missed:
+        print(f"over target: {', '.join(missed)}" + ("" if args.profile else " (--profile shows where the time goes)"))
     for name in best if args.profile else []:
         eager = [(med, mode) for n, mode, med, _, _ in rows if n == name and mode in ("eager", "channels_last") and med]
         if not eager:

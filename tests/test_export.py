@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from _scoring import set_psnr
+from compose import compose_cfg
 
 from sr_lightning.data.io import load_image
 from sr_lightning.exporters.onnx import export_onnx
@@ -19,8 +21,6 @@ from sr_lightning.exporters.torchscript import export_torchscript
 from sr_lightning.inference.loading import load_model
 from sr_lightning.ops.pixels import to_float
 from sr_lightning.weights import read_state_dict
-from tests._scoring import set_psnr
-from tests.compose import compose_cfg
 
 pytestmark = pytest.mark.shared
 NETS = {"efdn": "efdn_x4_official.pth", "fdiwn": "fdiwn_x4_official.pt"}

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from _scoring import score, set_psnr
+from compose import compose_cfg
 from PIL import Image
 
 from sr_lightning.data.io import load_image
@@ -21,8 +23,6 @@ from sr_lightning.inference.loading import load_model
 from sr_lightning.inference.tiling import run_tiled
 from sr_lightning.inference.upscaler import resolve_tile, upscale_image
 from sr_lightning.ops.pixels import to_float, to_uint8
-from tests._scoring import score, set_psnr
-from tests.compose import compose_cfg
 
 EFDN_X4 = "efdn_x4_official.pth"
 
