@@ -78,7 +78,7 @@ def test_scale_reaches_model_and_data(tmp_path):
 
 
 def test_test_config_requires_weights(tmp_path):
-    cfg = compose_cfg("test", ["weights=x.pth", "model=efdn", "scale=2"], tmp_path)
+    cfg = compose_cfg("test", ["weights=x.pth", "scale=2"], tmp_path)
     module = instantiate(cfg.module)
     assert module.loss is None and module.scale == 2
     assert instantiate(cfg.trainer).logger is None

@@ -1,7 +1,7 @@
 """`python -m sr_lightning.test`: evaluate weights on benchmark sets; prints a Y-PSNR/SSIM table.
 
 Examples:
-    python -m sr_lightning.test weights=../shared/weights/official/efdn_x4_official.pth    # network, scale detected
+    python -m sr_lightning.test model=efdn scale=4 weights=../shared/weights/official/efdn_x4_official.pth
     python -m sr_lightning.test weights=logs/train/runs/<run>/weights/model.pth test_sets=[Set5] chop=true
 Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to choose it). Exits non-zero, writing
 nothing, when there is nothing to evaluate: `paths.benchmark_dir` missing, a requested set missing or empty, or no
@@ -14,11 +14,10 @@ import logging
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.config import CONFIG_PATH, register_resolvers
-from sr_lightning.inference.detect import detect_model
 from sr_lightning.utils.instantiate import build
 from sr_lightning.utils.report import NothingEvaluatedError, report, unevaluated_sets
 from sr_lightning.weights import count_parameters, load_weights
@@ -33,7 +32,6 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         raise ValueError(
             "`weights=<file>` is required: a Lightning checkpoint, a weights file or an official checkpoint"
         )
-    _detect_model(cfg)
     datamodule, module, trainer = build(cfg)
     _require_test_sets(datamodule, cfg)
     kind = load_weights(module.net, cfg.weights)
@@ -63,19 +61,6 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         )
         log.info("wrote %s", path)
     return results
-
-
-def _detect_model(cfg: DictConfig) -> None:
-    """Fill `model` / `scale` from what `cfg.weights` holds (`detect_model`); given ones must agree with the file."""
-    given = OmegaConf.to_container(cfg.model, resolve=False) if cfg.get("model") else None
-    if isinstance(given, dict):
-        given.pop("scale", None)  # `${scale}`: the scale is checked on its own
-    detected = detect_model(cfg.weights, model=given, scale=cfg.get("scale"))
-    with open_dict(cfg):
-        cfg.scale = detected.scale
-        if given is None:
-            cfg.model = detected.config
-    log.info("%s holds %s x%d (from its %s)", cfg.weights, detected.name, detected.scale, detected.source)
 
 
 def _require_test_sets(datamodule: L.LightningDataModule, cfg: DictConfig) -> None:
