@@ -26,6 +26,7 @@ from torch import nn
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import fold_state_dict
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, WEIGHTS_KEY, upgrade_state_dict
+from sr_lightning.utils.atomic import atomic_path
 
 FORMAT = "sr_lightning"
 _WRAPPERS = ("params_ema", "params", "state_dict", "model", "net")
@@ -235,9 +236,8 @@ def save_weights(net: nn.Module, path: str | Path, meta: dict[str, Any] | None =
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"format": FORMAT, WEIGHTS_KEY: FORMAT_VERSION, "state_dict": sd, "meta": meta or {}}, tmp)
-    tmp.replace(path)  # atomic: an interrupted save never leaves a truncated file behind
+    with atomic_path(path) as tmp:  # an interrupted save never leaves a truncated file behind
+        torch.save({"format": FORMAT, WEIGHTS_KEY: FORMAT_VERSION, "state_dict": sd, "meta": meta or {}}, tmp)
     return path
 
 
