@@ -33,7 +33,7 @@ from sr_lightning.exporters.onnx import export_onnx
 from sr_lightning.exporters.torchscript import export_torchscript
 from sr_lightning.inference.loading import load_model
 from sr_lightning.paths import shared_dir
-from sr_lightning.utils.complexity import count_macs
+from sr_lightning.profiling import count_macs
 
 NETWORKS = {"efdn": "efdn_x4_official.pth", "fdiwn": "fdiwn_x4_official.pt"}
 TARGETS = {"efdn": 1.2, "fdiwn": 1.6}

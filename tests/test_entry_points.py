@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sr_lightning.archs.efdn import EFDN
-from sr_lightning.utils.complexity import count_macs
+from sr_lightning.profiling import count_macs
 
 pytestmark = pytest.mark.slow
 
@@ -82,6 +82,10 @@ def test_official_checkpoints_reproduce_reference(model, scale, chop, official_w
     )
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert report["num_params"] == PARAMS[(model, scale)] and report["chop"] is chop
+    # The evaluated network's counts beside it; the official files hold EFDN's deploy form, FDIWN's training form
+    complexity = json.loads((tmp_path / "complexity.json").read_text())
+    assert complexity["params_deploy" if model == "efdn" else "params_train"] == PARAMS[(model, scale)]
+    assert (complexity["scale"], complexity["form"], complexity["runtime_ms_mean"]) == (scale, "deploy", None)
     for name, (psnr, ssim) in REFERENCE[(f"{model}-chop" if chop else model, scale)].items():
         row = report["sets"][name]
         assert row["lr_source"] == "official"
@@ -111,6 +115,9 @@ def test_train_then_test_through_entry_points(benchmark_dir, tmp_path):
     )
     report = json.loads((run_dir / "benchmark.json").read_text())
     assert set(report["sets"]) == {"sample", "Set5"} and report["scale"] == 2
+    complexity, summary = (json.loads((run_dir / name).read_text()) for name in ("complexity.json", "summary.json"))
+    assert complexity["params_deploy"] == summary["num_params"] == PARAMS[("efdn", 2)]
+    assert complexity["params_train"] == summary["num_params_train"] and complexity["macs_720p"] == summary["macs_720p"]
     assert report["sets"]["Set5"]["images"] == 5
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in ckpts and any(n.startswith("best-") for n in ckpts)

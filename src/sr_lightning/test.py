@@ -3,13 +3,15 @@
 Examples:
     python -m sr_lightning.test model=efdn scale=4 weights=../shared/weights/official/efdn_x4_official.pth
     python -m sr_lightning.test weights=logs/train/runs/<run>/weights/model.pth test_sets=[Set5] chop=true
-Writes `benchmark.json` into the Hydra run directory (`hydra.run.dir=<dir>` to choose it). Exits non-zero, writing
-nothing, when there is nothing to evaluate: `paths.benchmark_dir` missing, a requested set missing or empty, or no
-image scored. Every test image is decode-checked before the first one is scored (bad files are listed).
+Writes `benchmark.json` and `complexity.json` (the network's counts, `sr_lightning.profiling`) into the Hydra run
+directory (`hydra.run.dir=<dir>` to choose it). Exits non-zero, writing nothing, when there is nothing to evaluate:
+`paths.benchmark_dir` missing, a requested set missing or empty, or no image scored. Every test image is
+decode-checked before the first one is scored (bad files are listed).
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import hydra
@@ -18,6 +20,7 @@ from omegaconf import DictConfig
 
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.profiling import measure_complexity, write_complexity_json
 from sr_lightning.utils.instantiate import build
 from sr_lightning.utils.report import NothingEvaluatedError, report, unevaluated_sets
 from sr_lightning.weights import count_parameters, load_weights
@@ -34,6 +37,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         )
     datamodule, module, trainer = build(cfg)
     _require_test_sets(datamodule, cfg)
+    train_form = copy.deepcopy(module.net)  # the configured architecture, before a deploy-form file folds it
     kind = load_weights(module.net, cfg.weights)
     n_params = count_parameters(module.net)  # as loaded (the papers' counts), before folding
     folded = to_deploy_form(module.net)  # evaluate what is deployed (same outputs, faster)
@@ -53,13 +57,16 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
             lr_sources,
             cfg.paths.output_dir,
             cfg.scale,
-            type(module.net).__name__,
+            type(module.net).__name__ + (" (x8 ensemble)" if module.ensemble else ""),
             weights=str(cfg.weights),
             weights_kind=kind,
             chop=bool(cfg.chop),
+            ensemble=bool(module.ensemble),
             num_params=n_params,
         )
         log.info("wrote %s", path)
+        complexity = measure_complexity(module.net, int(cfg.scale), runtime=False, train_net=train_form)
+        log.info("wrote %s", write_complexity_json(complexity, cfg.paths.output_dir))  # counts only (meta device)
     return results
 
 

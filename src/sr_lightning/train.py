@@ -13,7 +13,6 @@ form), and the test loop scores exactly that deploy-form network in float32.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import sys
@@ -28,11 +27,11 @@ from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import network_form
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
-from sr_lightning.utils.complexity import count_macs
+from sr_lightning.profiling import measure_complexity, write_complexity_json
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
 from sr_lightning.utils.resume import find_resume_checkpoint, wandb_run_id
-from sr_lightning.weights import count_parameters, init_weights_from, load_weights, save_weights
+from sr_lightning.weights import init_weights_from, load_weights, save_weights
 
 log = logging.getLogger(__name__)
 register_resolvers()
@@ -63,12 +62,12 @@ def train(cfg: DictConfig) -> dict:
     if cfg.get("init_from"):
         reinit = init_weights_from(module.net, cfg.init_from)
         log.info("initialised from %s%s", cfg.init_from, f"; re-initialised {reinit}" if reinit else "")
-    deploy_net = copy.deepcopy(module.net)
-    to_deploy_form(deploy_net)
+    # Counts only (meta device): the deploy form, which the test loop scores; complexity.json beside benchmark.json
+    complexity = measure_complexity(module.net, int(cfg.scale), runtime=False, train_net=module.net)
     sizes = {
-        "num_params": count_parameters(deploy_net),  # the deploy form, next to its MACs
-        "num_params_train": count_parameters(module.net),  # the network as built for training
-        "macs_720p": count_macs(deploy_net, int(cfg.scale)),
+        "num_params": complexity["params_deploy"],  # the deploy form, next to its MACs
+        "num_params_train": complexity["params_train"],  # the network as built for training
+        "macs_720p": complexity["macs_720p"],
     }
     per_device = datamodule.per_device_batch_size(trainer.world_size) if datamodule.train_sets else None
     log.info(
@@ -134,6 +133,7 @@ def train(cfg: DictConfig) -> dict:
                 num_params_train=sizes["num_params_train"],
                 form="deploy",
             )
+            log.info("wrote %s", write_complexity_json(complexity, out_dir))
         metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
     return metrics
 

@@ -8,16 +8,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch import nn
 
 from sr_lightning.archs.reparam import network_form, reparameterize_model
-from sr_lightning.data.imresize import bicubic_upscale
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, upgrade_checkpoint
 from sr_lightning.inference.chop import forward_chop
+from sr_lightning.inference.ensemble import self_ensemble
 from sr_lightning.lightning.samples import log_samples
 from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, logged_wandb_run_id, restore_rng_states
+from sr_lightning.lightning.test_loop import TestLoopMixin
 from sr_lightning.metrics import PSNRY, SSIMY
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
 
 
-class SRModule(L.LightningModule):
+class SRModule(TestLoopMixin):
     """Train / validate / benchmark one SR network.
 
     Args:
@@ -38,6 +38,10 @@ class SRModule(L.LightningModule):
         chop: use the EDSR quadrant chop in the test loop (see `forward_chop`).
         num_val_samples: validation images saved (and sent to image-capable loggers) at every validation.
         bicubic_baseline: also score MATLAB-bicubic upscaling of the LR in the test loop.
+        ensemble: the test loop scores the x8 geometric self-ensemble (`self_ensemble`; with `chop`, of chopped
+            passes). Validation never does.
+        ntire_psnr: the test loop also scores the NTIRE challenge's RGB PSNR (uint8 RGB, 4-pixel border).
+        image_dir: the test loop writes every SR image as ``<image_dir>/<set>/<name>.png`` (None: none).
 
     Evaluation (validation, the test loop) always runs in float32 with autocast off, whatever the trainer's
     precision: reported numbers never depend on mixed-precision training. Checkpoints record the network form, and
@@ -58,6 +62,9 @@ class SRModule(L.LightningModule):
         chop_min_size: int = 160_000,
         num_val_samples: int = 2,
         bicubic_baseline: bool = True,
+        ensemble: bool = False,
+        ntire_psnr: bool = False,
+        image_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.net = net
@@ -71,12 +78,12 @@ class SRModule(L.LightningModule):
         self.chop_min_size = chop_min_size
         self.num_val_samples = num_val_samples
         self.bicubic_baseline = bicubic_baseline
+        self.ensemble = bool(ensemble)
+        self.ntire_psnr = bool(ntire_psnr)
+        self.image_dir = str(image_dir) if image_dir else None
         self.val_psnr = PSNRY(shave=scale)
         self.val_ssim = SSIMY(shave=scale)
-        self.test_metrics = nn.ModuleDict()
-        self.test_set_names: list[str] = []
-        #: filled by the test loop: {set name: {psnr, ssim, images, [bicubic_psnr, bicubic_ssim]}}
-        self.test_results: dict[str, dict[str, float]] = {}
+        self._init_test_loop()
         #: free-form description saved in checkpoints (the entry point puts the model config and scale here)
         self.meta: dict[str, Any] = {}
         # The network as built, if it has re-parameterizable blocks: folds training-form weights for a folded network.
@@ -86,14 +93,17 @@ class SRModule(L.LightningModule):
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         return self.net(lr)
 
-    def super_resolve(self, lr: torch.Tensor, chop: bool | None = None) -> torch.Tensor:
-        """SR of an LR batch in float32 with autocast off, whole image or chopped (no clamping: the metrics
-        quantise). Used by validation and the test loop, so that scores never depend on the training precision."""
+    def super_resolve(self, lr: torch.Tensor, chop: bool | None = None, ensemble: bool = False) -> torch.Tensor:
+        """SR of an LR batch in float32 with autocast off, whole image or chopped, optionally as the x8
+        self-ensemble (no clamping: the metrics quantise). Used by validation and the test loop, so that scores
+        never depend on the training precision."""
         with torch.autocast(device_type=self.device.type, enabled=False):
             lr = lr.float()
-            if self.chop if chop is None else chop:
-                return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
-            return self.net(lr)
+            run = self._chopped if (self.chop if chop is None else chop) else self.net
+            return self_ensemble(run, lr) if ensemble else run(lr)
+
+    def _chopped(self, lr: torch.Tensor) -> torch.Tensor:
+        return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
 
     # -- checkpoints: network form, RNG states, W&B run -------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -179,56 +189,3 @@ class SRModule(L.LightningModule):
         self.log("val/ssim", self.val_ssim, batch_size=1)
         if batch_idx < self.num_val_samples and not self.trainer.sanity_checking:
             log_samples(self, batch, sr, batch_idx)
-
-    # -- benchmark test loop ---------------------------------------------------------------------------------
-    def on_test_start(self) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        loaders = self.trainer.test_dataloaders
-        n = len(loaders) if isinstance(loaders, (list, tuple)) else 1
-        names = list(getattr(dm, "test_set_names", []) or [f"test{i}" for i in range(n)])
-        self.test_set_names = names
-        kinds = ["sr", "bicubic"] if self.bicubic_baseline else ["sr"]
-        self.test_metrics = nn.ModuleDict(
-            {
-                f"{i}_{kind}": nn.ModuleDict({"psnr": PSNRY(shave=self.scale), "ssim": SSIMY(shave=self.scale)})
-                for i in range(len(names))
-                for kind in kinds
-            }
-        ).to(self.device)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
-        lr, hr = batch["lr"], batch["hr"]
-        outputs = {"sr": self.super_resolve(lr)}
-        if self.bicubic_baseline:
-            outputs["bicubic"] = bicubic_upscale(lr, self.scale)
-        for kind, out in outputs.items():
-            metrics = self.test_metrics[f"{dataloader_idx}_{kind}"]
-            metrics["psnr"].update(out, hr)
-            metrics["ssim"].update(out, hr)
-
-    def on_test_epoch_end(self) -> None:
-        results: dict[str, dict[str, float]] = {}
-        for i, name in enumerate(self.test_set_names):
-            sr = self.test_metrics[f"{i}_sr"]
-            row = {
-                "psnr": float(sr["psnr"].compute()),
-                "ssim": float(sr["ssim"].compute()),
-                "images": synced_count(sr["psnr"]),
-            }
-            if self.bicubic_baseline:
-                bic = self.test_metrics[f"{i}_bicubic"]
-                row["bicubic_psnr"] = float(bic["psnr"].compute())
-                row["bicubic_ssim"] = float(bic["ssim"].compute())
-            results[name] = row
-        self.test_results = results
-        # Values are already synchronised across processes by the metrics; sent to the loggers directly
-        # (self.log here would repeat every set under every dataloader in Lightning's summary table).
-        flat = {f"test/{n}/{k}": v for n, row in results.items() for k, v in row.items() if k != "images"}
-        for logger in self.loggers:
-            logger.log_metrics(flat, step=self.global_step)
-
-
-def synced_count(metric: PSNRY | SSIMY) -> int:
-    """Number of images a mean-of-scores metric has seen, summed over all processes."""
-    with metric.sync_context():
-        return int(metric.count.item())

@@ -22,13 +22,15 @@ from kornia.metrics import ssim as kornia_ssim
 
 from sr_lightning.ops.pixels import quantize
 
-__all__ = ["SSIM_WIN_SIZE", "rgb_to_y", "shave", "psnr_y", "ssim_y"]
+__all__ = ["NTIRE_BORDER", "SSIM_WIN_SIZE", "psnr_rgb_ntire", "psnr_y", "rgb_to_y", "shave", "ssim_y"]
 
 # BT.601 "studio swing" luma on 0..255 values, as MATLAB rgb2ycbcr (coefficients sum to 219).
 _Y_COEFFS = (65.481, 128.553, 24.966)
 _PEAK = 255.0
 #: Side of the SSIM Gaussian window (Wang et al.: 11x11, sigma 1.5); images need at least this many pixels.
 SSIM_WIN_SIZE = 11
+#: Border the NTIRE efficient-SR challenge crops before its RGB PSNR, at every scale.
+NTIRE_BORDER = 4
 
 
 def rgb_to_y(img255: torch.Tensor) -> torch.Tensor:
@@ -91,3 +93,19 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, shave_border: int) -> torch.Tenso
         raise ValueError(f"SSIM needs at least {SSIM_WIN_SIZE}x{SSIM_WIN_SIZE} pixels after shaving, got {h}x{w}")
     ssim_map = kornia_ssim(x, y, SSIM_WIN_SIZE, max_val=_PEAK, eps=0.0, padding="valid")
     return ssim_map.mean(dim=(1, 2, 3))
+
+
+def psnr_rgb_ntire(sr: torch.Tensor, hr: torch.Tensor, shave_border: int = NTIRE_BORDER) -> torch.Tensor:
+    """Per-image RGB PSNR (dB) of the NTIRE efficient-SR challenge's validation scoring, shape (N,), float64.
+
+    Not the papers' metric (:func:`psnr_y`): the challenge script (``utils_image.tensor2uint`` +
+    ``calculate_psnr``) quantises with ``round(clamp(x, 0, 1) * 255)`` on float32 values, rounding half to even as
+    numpy does, crops ``shave_border`` pixels (4 at every scale) and pools the MSE over the three RGB channels.
+    A gray (1-channel) image is scored as it is.
+    """
+    if sr.shape != hr.shape:
+        raise ValueError(f"sr and hr must have the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}")
+    x = torch.round(sr.detach().float().clamp(0.0, 1.0) * _PEAK).to(torch.float64)
+    y = torch.round(hr.detach().float().clamp(0.0, 1.0) * _PEAK).to(torch.float64)
+    mse = (shave(x, shave_border) - shave(y, shave_border)).pow(2).mean(dim=(1, 2, 3))
+    return 10.0 * torch.log10(_PEAK**2 / mse)

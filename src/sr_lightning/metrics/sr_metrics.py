@@ -17,9 +17,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torchmetrics import Metric
 
-from sr_lightning.metrics.functional import psnr_y, ssim_y
+from sr_lightning.metrics.functional import NTIRE_BORDER, psnr_rgb_ntire, psnr_y, ssim_y
 
-__all__ = ["PSNRY", "SSIMY"]
+__all__ = ["PSNRRGB", "PSNRY", "SSIMY"]
 
 
 class _MeanOfPerImageScores(Metric):
@@ -39,12 +39,18 @@ class _MeanOfPerImageScores(Metric):
             raise ValueError(f"shave must be >= 0, got {shave}")
         self.shave = int(shave)
         self._fn = fn
+        self.last_scores: torch.Tensor | None = None
         self.add_state("score_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
     def update(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        """Add the per-image scores of a batch (NCHW in [0, 1]; all images of a batch share one size)."""
+        """Add the per-image scores of a batch (NCHW in [0, 1]; all images of a batch share one size).
+
+        The batch's scores stay readable as ``last_scores`` ((N,) float64, not a metric state), so that per-image
+        tables need not compute them a second time.
+        """
         scores = self._fn(sr.detach(), hr.detach(), self.shave)
+        self.last_scores = scores
         self.score_sum += scores.sum().to(self.score_sum)
         self.count += scores.numel()
 
@@ -77,3 +83,11 @@ class SSIMY(_MeanOfPerImageScores):
 
     def __init__(self, shave: int) -> None:
         super().__init__(shave, ssim_y)
+
+
+class PSNRRGB(_MeanOfPerImageScores):
+    """Mean per-image RGB PSNR (dB) of the NTIRE efficient-SR challenge (uint8 RGB, ``shave`` = 4 border pixels at
+    every scale, MSE pooled over the channels; :func:`psnr_rgb_ntire`). Not the papers' Y-channel metric."""
+
+    def __init__(self, shave: int = NTIRE_BORDER) -> None:
+        super().__init__(shave, psnr_rgb_ntire)

@@ -21,17 +21,24 @@ def unevaluated_sets(results: dict[str, dict[str, Any]], expected: list[str] | N
 
 
 def format_table(results: dict[str, dict[str, Any]], scale: int, model: str) -> str:
-    """Markdown table, one row per test set: Y-PSNR/SSIM of the model and of MATLAB bicubic."""
+    """Markdown table, one row per test set: Y-PSNR/SSIM of the model and of MATLAB bicubic (and the NTIRE RGB PSNR
+    of both when it was scored)."""
+    rgb = any("psnr_rgb" in row for row in results.values())
+    extra = " RGB PSNR (NTIRE) | Bicubic RGB PSNR |" if rgb else ""
     lines = [
-        "| Model | Set | Scale | Images | LR | PSNR (dB) | SSIM | Bicubic PSNR | Bicubic SSIM |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| Model | Set | Scale | Images | LR | PSNR (dB) | SSIM | Bicubic PSNR | Bicubic SSIM |" + extra,
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |" + (" --- | --- |" if rgb else ""),
     ]
+
+    def num(row: dict[str, Any], key: str) -> str:
+        return f"{row[key]:.4f}" if key in row else "-"
+
     for name, row in results.items():
-        bic_p = f"{row['bicubic_psnr']:.4f}" if "bicubic_psnr" in row else "-"
-        bic_s = f"{row['bicubic_ssim']:.4f}" if "bicubic_ssim" in row else "-"
+        keys = ["psnr", "ssim", "bicubic_psnr", "bicubic_ssim"] + (["psnr_rgb", "bicubic_psnr_rgb"] if rgb else [])
         lines.append(
             f"| {model} | {name} | x{scale} | {row['images']} | {row.get('lr_source', '-')} | "
-            f"{row['psnr']:.4f} | {row['ssim']:.4f} | {bic_p} | {bic_s} |"
+            + " | ".join(num(row, k) for k in keys)
+            + " |"
         )
     return "\n".join(lines)
 

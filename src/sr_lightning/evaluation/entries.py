@@ -1,0 +1,123 @@
+"""What a benchmark evaluates: methods (a weights file, detected network and scale, an inference variant) x sets.
+
+Each weights file is detected as `upscale` detects it (`sr_lightning.inference.detect`), so one list can mix
+networks and scales. A method's column label is the network's class name (``EFDN``) unless ``labels`` names it;
+files of one network at different scales share the column (rows are set x scale, as in the EFDN paper's
+Table 4). Two files that would land in the same cell are told apart by their file names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sr_lightning.data.benchmark import available_sets
+from sr_lightning.inference.detect import Detected, detect_model
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the network is run: whole image or EDSR chop, plain or x8 self-ensemble."""
+
+    chop: bool = False
+    ensemble: bool = False
+
+    @property
+    def suffix(self) -> str:
+        """Appended to the method label: "" for the plain forward, else e.g. " (x8 ensemble, chop)"."""
+        parts = (["x8 ensemble"] if self.ensemble else []) + (["chop"] if self.chop else [])
+        return f" ({', '.join(parts)})" if parts else ""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One weights file run one way: a column of the table (at its scale's rows)."""
+
+    label: str
+    weights: str
+    detected: Detected
+    variant: Variant
+
+    @property
+    def scale(self) -> int:
+        return self.detected.scale
+
+    @property
+    def column(self) -> str:
+        return self.label + self.variant.suffix
+
+
+def variants(plain: bool = True, chop: bool = False, ensemble: bool = False) -> list[Variant]:
+    """The inference variants requested: the plain forward (unless ``plain=False``), chop, x8 ensemble, both."""
+    found = [Variant()] if plain else []
+    if chop:
+        found.append(Variant(chop=True))
+    if ensemble:
+        found.append(Variant(ensemble=True))
+    if chop and ensemble:
+        found.append(Variant(chop=True, ensemble=True))
+    if not found:
+        raise ValueError("nothing to evaluate: plain=false needs chop=true or ensemble=true")
+    return found
+
+
+def resolve_methods(weights: Sequence[str], labels: Sequence[str] | None, runs: Sequence[Variant]) -> list[Method]:
+    """Detect every weights file and expand it into one method per variant, with unique column labels."""
+    if isinstance(weights, (str, os.PathLike)):
+        weights = [str(weights)]
+    if not weights:
+        raise ValueError("`weights=[<file>,...]` is required: the checkpoints to compare")
+    if labels is not None and len(labels) != len(weights):
+        raise ValueError(f"labels has {len(labels)} entries for {len(weights)} weights files")
+    missing = [w for w in weights if not Path(w).expanduser().is_file()]
+    if missing:
+        raise FileNotFoundError(f"weights file(s) not found: {', '.join(missing)}")
+    detected = [detect_model(Path(w).expanduser()) for w in weights]
+    names = list(labels) if labels is not None else [d.name for d in detected]
+    # Two files with one label and one scale would share cells: tell them apart by file name.
+    keys = [(n, d.scale) for n, d in zip(names, detected, strict=True)]
+    names = [
+        f"{n} [{Path(w).stem}]" if labels is None and keys.count(k) > 1 else n
+        for n, k, w in zip(names, keys, weights, strict=True)
+    ]
+    if len(set(zip(names, (d.scale for d in detected), strict=True))) < len(names):
+        raise ValueError(f"two weights files have the same label and scale: labels {names}")
+    return [
+        Method(label=n, weights=str(w), detected=d, variant=v)
+        for n, w, d in zip(names, weights, detected, strict=True)
+        for v in runs
+    ]
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """A benchmark set in the EDSR layout: ``<root>/<name>/HR`` (+ ``LR_bicubic/X<s>``)."""
+
+    name: str
+    root: Path
+
+
+def resolve_sets(test_sets: Sequence[str], benchmark_dir: str | os.PathLike | None) -> tuple[list[TestSet], list[str]]:
+    """Split `test_sets` into those found and those missing.
+
+    An entry is a set name under ``benchmark_dir`` (Set5, Set14, B100, Urban100, Manga109, ...) or the path of any
+    folder in the EDSR layout (it holds ``HR/``); its name is the folder's name.
+    """
+    found: list[TestSet] = []
+    missing: list[str] = []
+    root = Path(benchmark_dir).expanduser() if benchmark_dir else None
+    for entry in [str(s) for s in test_sets]:
+        path = Path(entry).expanduser()
+        if (path / "HR").is_dir():
+            found.append(TestSet(path.name, path.parent))
+        elif root is not None and entry in available_sets(root):
+            found.append(TestSet(entry, root))
+        else:
+            missing.append(entry)
+    names = [s.name for s in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"test set name(s) given twice: {', '.join(dupes)}")
+    return found, missing
