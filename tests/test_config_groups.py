@@ -197,7 +197,7 @@ def test_fdiwn_m_is_fdiwn_with_two_groups(tmp_path):
 def test_readme_config_table_lists_every_option():
     """Every selectable option is named in its README row (and so documented); no row names a missing option."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    for group in GROUPS:
+    for group in [*GROUPS, "hydra/launcher"]:
         row = re.search(rf"^\| `{group}` \| (.*?) \|", readme, flags=re.MULTILINE)
         assert row, f"README has no Config groups row for {group}"
         assert set(options(group)) == set(re.findall(r"`([\w/]+)`", row.group(1))), group

@@ -227,7 +227,7 @@ def test_multirun_sweep(tmp_path):
         assert int(r["num_params"]) == 276_192  # the deploy form, next to its MACs
         assert int(r["num_params_train"]) == 723_552  # default model: EFDN x4 training form, seven-branch EDBBs
         assert int(r["macs_720p"]) == deploy_macs and float(r["val_psnr"]) > 10
-    assert "| run | overrides | num_params |" in (sweep / "summary.md").read_text()
+    assert "| rank | run | status | overrides | num_params |" in (sweep / "summary.md").read_text()
 
 
 def test_fdiwn_blocks_sweep(tmp_path):

@@ -11,7 +11,7 @@ import torch
 from _tolerance import assert_within, gamma
 from PIL import Image
 
-from sr_lightning.data.imresize import _weight_matrix, bicubic_upscale, imresize, modcrop
+from sr_lightning.data.imresize import _imresize_dense, _taps, _weight_matrix, bicubic_upscale, imresize, modcrop
 from sr_lightning.data.io import load_image
 from sr_lightning.data.sample import sample_files
 from sr_lightning.ops.pixels import to_float
@@ -128,6 +128,53 @@ def test_float_path_agrees_with_uint8_within_rounding() -> None:
         assert_within(f32, f64, bound32, f"float32 x1/{s}")
         # and most values agree after a single final rounding
         assert (torch.floor(f64 + 0.5).clamp(0, 255) == u8).float().mean() > 0.5
+
+
+@pytest.mark.parametrize("padding", ["replicate", "symmetric"])
+def test_taps_are_the_dense_band(padding) -> None:
+    # Tiny inputs merge many taps into one pixel (replicate: runs at the edge; symmetric: mirrored, not adjacent).
+    for n in (1, 2, 3, 5, 8, 17, 40):
+        for s in (1 / 4, 1 / 3, 1 / 2, 0.37, 1.7, 2.0, 3.0, 4.0):
+            out = math.ceil(n * s)
+            mat = _weight_matrix(n, out, s, True, padding, torch.float64, torch.device("cpu"))
+            idx, w = _taps(n, out, s, True, padding)
+            assert idx.shape[1] <= math.ceil(4 / min(s, 1)) + 2  # the kernel's taps, not the input width
+            assert torch.equal(w, mat.gather(1, idx) * (w != 0))  # bit-equal merged weights, zeros only as padding
+            assert torch.equal((w != 0).sum(1), (mat != 0).sum(1))  # every nonzero of the matrix is in the band
+            assert bool((idx[:, 1:] >= idx[:, :-1]).all())  # increasing columns: the summation order of the band
+
+
+def _ramps() -> list[torch.Tensor]:
+    """uint8 ramps (2-D, slopes 1-4): on a ramp the Keys cubic lands exactly halfway between integers for x1/2 and
+    x1/4 (u = 2x - 1/2, 4x - 3/2) and for x2 / x4 with slopes 2 / 4, so the uint8 rounding meets exact .5 ties."""
+    i, j = torch.meshgrid(torch.arange(48), torch.arange(52), indexing="ij")
+    return [(a * i + b * j).clamp(max=255).to(torch.uint8)[None] for a, b in ((1, 1), (1, 3), (2, 2), (4, 0))]
+
+
+def test_gather_equals_dense_reference_uint8() -> None:
+    inputs = [_rand_u8(2, 3, 29, 37, seed=5), _rand_u8(1, 1, 5, 3, seed=6), *_ramps()]
+    ties = 0
+    for x in inputs:
+        for s in (1 / 2, 1 / 3, 1 / 4, 0.45, 2.0, 3.0, 4.0):
+            for padding in ("replicate", "symmetric"):
+                new, ref = imresize(x, scale=s, padding=padding), _imresize_dense(x, scale=s, padding=padding)
+                assert torch.equal(new, ref), (tuple(x.shape), s, padding, int((new != ref).sum()))
+        first = _imresize_dense(x.double(), out_size=(math.ceil(x.shape[-2] / 2), x.shape[-1]))
+        ties += int((first - first.floor() == 0.5).sum())
+    assert imresize(inputs[0], out_size=(11, 80)).equal(_imresize_dense(inputs[0], out_size=(11, 80)))
+    assert ties > 1000  # the ramps do exercise the .5 ties
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gather_equals_dense_reference_float(dtype) -> None:
+    for x in (_rand_u8(2, 31, 26, seed=7).to(dtype) / 255, _ramps()[1].to(dtype)):
+        for s in (1 / 2, 1 / 3, 1 / 4, 3.0):
+            new, ref = imresize(x, scale=s), _imresize_dense(x, scale=s)
+            assert new.dtype == dtype and new.is_contiguous()
+            # the same two chained dot products with the same rounded weights, summed in other orders (matmul vs
+            # tap by tap): <= 2 gamma(taps of both passes) times the sum of |terms| (tests/_tolerance.py)
+            abs_terms, taps = _abs_path(x, s)
+            assert_within(new.double(), ref.double(), 2 * gamma(taps, dtype) * abs_terms, f"{dtype} x{s}")
 
 
 @pytest.mark.parametrize(

@@ -152,7 +152,7 @@ def test_callbacks_config_has_one_writer_of_last_ckpt(tmp_path):
     assert [type(cb) for cb in writers] == [LastCheckpoint]
     assert writers[0].dirpath == str(tmp_path / "checkpoints") and writers[0]._every_n_train_steps == 100
     (preemption,) = [cb for cb in callbacks if isinstance(cb, Preemption)]
-    assert preemption.signals == [signal.SIGTERM, signal.SIGUSR1] and preemption.exit_code == 143
+    assert preemption.signals == [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2] and preemption.exit_code == 143
 
 
 # -- LastCheckpoint ----------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def fake_scontrol(tmp_path: Path) -> tuple[dict, Path]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGUSR1", "SIGUSR2"])  # SIGUSR2: submitit's (hydra/launcher=slurm)
 def test_real_signal_checkpoints_exits_143_and_resumes(tmp_path, signame):
     k, max_steps = 3, 6
     env, calls = fake_scontrol(tmp_path)
@@ -353,7 +353,7 @@ def test_real_signal_checkpoints_exits_143_and_resumes(tmp_path, signame):
     assert not list(tmp_path.glob("**/hpc_ckpt_*.ckpt"))  # Lightning's SLURM handler never ran
     # Requeue on the scheduler's warning signal only (scancel and SLURM pre-emption send SIGTERM).
     requeued = calls.read_text().splitlines() if calls.exists() else []
-    assert requeued == (["requeue 4242"] if signame == "SIGUSR1" else [])
+    assert requeued == (["requeue 4242"] if signame != "SIGTERM" else [])
 
     steps, preemption = Steps(), Preemption()
     resumed = trainer(tmp_path / "resumed", [steps, preemption, LastCheckpoint(dirpath=last.parent)], max_steps)

@@ -21,16 +21,25 @@ from pathlib import Path
 import hydra
 import lightning as L
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.reparam import network_form
 from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
+from sr_lightning.lightning.hydra_ddp import ddp_job_scope
 from sr_lightning.profiling import measure_complexity, write_complexity_json
+from sr_lightning.utils.atomic import atomic_path
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
 from sr_lightning.utils.resume import find_resume_checkpoint, wandb_run_id
+from sr_lightning.utils.wandb_logging import (
+    finish_wandb_runs,
+    group_sweep_jobs,
+    log_summary,
+    wandb_run_closed_on_error,
+)
 from sr_lightning.weights import init_weights_from, load_weights, save_weights
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,11 @@ def _continue_wandb_run(cfg: DictConfig, ckpt_path: Path | None) -> None:
         log.info("continuing W&B run %s", run_id)
 
 
+def _write_summary(out_dir: Path, summary: dict) -> None:
+    with atomic_path(out_dir / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def train(cfg: DictConfig) -> dict:
     """Fit (and optionally test) from a composed config; returns the metrics dict."""
     if cfg.get("seed") is not None:
@@ -54,6 +68,7 @@ def train(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.output_dir)
     ckpt_path = find_resume_checkpoint(cfg.get("resume"), cfg.get("ckpt_path"), out_dir)
     _continue_wandb_run(cfg, ckpt_path)
+    group_sweep_jobs(cfg)  # multirun jobs share one W&B group
     datamodule, module, trainer = build(cfg)
     module.meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}
     if cfg.get("weights"):
@@ -84,6 +99,7 @@ def train(cfg: DictConfig) -> dict:
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
         logger.log_metrics({f"model/{k}": v for k, v in sizes.items()}, step=0)
+    log_summary(trainer.loggers, {f"model/{k}": v for k, v in sizes.items()})
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     code = preemption_exit_code(trainer)
@@ -94,15 +110,20 @@ def train(cfg: DictConfig) -> dict:
     ckpt_cb = next((cb for cb in trainer.checkpoint_callbacks if getattr(cb, "monitor", None)), None)  # best by val
     best = getattr(ckpt_cb, "best_model_path", "") or ""
     best_psnr = getattr(ckpt_cb, "best_model_score", None)
+    if best_psnr is not None:  # what sweeps optimise (optimized_metric: val/psnr_best): the kept checkpoint's score
+        metrics["val/psnr_best"] = float(best_psnr)
     if trainer.is_global_zero:  # per-run summary, gathered by the sweep summary callback of multiruns
         summary = {
+            "status": "completed",
             "overrides": " ".join(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "",
             **sizes,
             "val_psnr": float(best_psnr) if best_psnr is not None else metrics.get("val/psnr"),
             "val_ssim": metrics.get("val/ssim"),
             "steps": trainer.global_step,
         }
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if cfg.get("paper") is not None:  # reference numbers of an experiment config (the Table-3 ablation)
+            summary["paper"] = OmegaConf.to_container(cfg.paper, resolve=True)
+        _write_summary(out_dir, summary)
 
     # The final network: the best checkpoint's (every rank loads it), else the weights training ended with.
     if best:
@@ -135,15 +156,24 @@ def train(cfg: DictConfig) -> dict:
             )
             log.info("wrote %s", write_complexity_json(complexity, out_dir))
         metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
+        if trainer.is_global_zero:  # the sweep summary's per-set columns (deploy form)
+            summary["test"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in results.items()}
+            _write_summary(out_dir, summary)
+    finish_wandb_runs(cfg, trainer, out_dir / "weights", meta)  # weights artifact if asked; end of the W&B run
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the validation PSNR for sweepers."""
+    """Hydra entry point; returns `optimized_metric` (default: the last validation PSNR) for sweepers."""
     log.info("output dir: %s", HydraConfig.get().runtime.output_dir)
-    metrics = train(cfg)
-    return metrics.get(cfg.get("optimized_metric", "val/psnr"))
+    # the next job of a multirun in this process starts its own DDP processes and W&B run
+    with ddp_job_scope(), wandb_run_closed_on_error():
+        metrics = train(cfg)
+    name = cfg.get("optimized_metric", "val/psnr")
+    if name not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise KeyError(f"optimized_metric={name!r} was not produced (no validation ran?); have: {sorted(metrics)}")
+    return metrics.get(name)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ Follows MATLAB ``imresize(A, scale, 'bicubic')`` (Image Processing Toolbox, ``co
   input each 1-D pass is rounded back to uint8 (round half away from zero, saturate) like MATLAB does.
 - Output size is ``ceil(n * s)`` when a scale is given.
 
-Weights are computed in float64; the uint8 path (and float64 input) is evaluated in float64.
+Weights are computed in float64; the uint8 path (and float64 input) is evaluated in float64. Each 1-D pass gathers
+only the kernel's taps (4 / s + 2 per output pixel when downscaling), never a dense (out x in) matrix.
 No library reproduces MATLAB's resize (PIL, OpenCV, torch and kornia use other kernels or anti-aliasing; kornia's:
 tests/test_library_conventions.py), and the benchmark LR images are MATLAB's.
 """
@@ -76,8 +77,31 @@ def _contributions_cpu(
 def _contributions(
     in_len: int, out_len: int, scale: float, antialias: bool, padding: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    # Compact (out x P) form is cached; it is small even for 2K images.
+    # MATLAB's taps, before merging: small even for 2K images, so cached.
     return _contributions_cpu(in_len, out_len, scale, antialias, padding)
+
+
+@lru_cache(maxsize=512)
+def _taps(in_len: int, out_len: int, scale: float, antialias: bool, padding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compact (indices [out, P] int64, weights [out, P] float64): per output pixel the input columns it reads, in
+    increasing order, first to last of nonzero weight. Taps that hit the same column (at the borders) are merged by
+    adding them in tap order, the sums ``_weight_matrix``'s ``scatter_add_`` makes; positions past a row's band get
+    weight 0 and an in-range index. These are the nonzero bands of the dense matrix, built without it."""
+    idx, w = _contributions(in_len, out_len, scale, antialias, padding)
+    lo = idx.amin(dim=1)
+    span = int((idx.amax(dim=1) - lo).max().item()) + 1
+    offset = idx - lo[:, None]  # column within the row's window [lo, lo + span)
+    cols = torch.arange(span)
+    zero = torch.zeros((), dtype=torch.float64)
+    merged = torch.zeros(out_len, span, dtype=torch.float64)
+    for k in range(idx.shape[1]):  # one tap at a time: the addition order of scatter_add_
+        merged = merged + torch.where(offset[:, k : k + 1] == cols, w[:, k : k + 1], zero)
+    nonzero = merged != 0
+    first = torch.where(nonzero, cols, span).amin(dim=1)
+    last = torch.where(nonzero, cols, -1).amax(dim=1)
+    pos = first[:, None] + torch.arange(int((last - first).max().item()) + 1)
+    weights = torch.where(pos <= last[:, None], merged.gather(1, pos.clamp(max=span - 1)), zero)
+    return (lo[:, None] + pos).clamp(max=in_len - 1).contiguous(), weights.contiguous()
 
 
 def _weight_matrix(
@@ -89,38 +113,44 @@ def _weight_matrix(
     dtype: torch.dtype,
     device: torch.device,
 ) -> torch.Tensor:
-    """Dense (out, in) resampling matrix; taps that hit the same pixel (at the borders) are summed."""
+    """Dense (out, in) resampling matrix; taps that hit the same pixel (at the borders) are summed. The reference
+    the compact ``_taps`` are tested against (and the matrix the tests' rounding bounds are written with)."""
     idx, w = _contributions(in_len, out_len, scale, antialias, padding)
     mat = torch.zeros(out_len, in_len, dtype=torch.float64).scatter_add_(1, idx, w)
     return mat.to(device=device, dtype=dtype)
 
 
-def _band(mat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The nonzero band of a resampling matrix as (columns [out, P], weights [out, P]), in increasing column order;
-    positions past a row's band get weight 0 (their column index is clamped into range)."""
-    nonzero = mat != 0
-    cols = torch.arange(mat.shape[1], device=mat.device)
-    first = torch.where(nonzero, cols, mat.shape[1]).amin(dim=1)
-    last = torch.where(nonzero, cols, -1).amax(dim=1)
-    width = int((last - first).max().item()) + 1
-    idx = first[:, None] + torch.arange(width, device=mat.device)[None, :]
-    inside = idx <= last[:, None]
-    idx = idx.clamp(max=mat.shape[1] - 1)
-    return idx, torch.where(inside, mat.gather(1, idx), torch.zeros((), dtype=mat.dtype, device=mat.device))
+# CPU blocks of under 32768 values (256 KiB of float64) stay in cache and under torch's intra-op grain size, so each
+# op runs on one thread instead of waking the pool for microseconds of work (with 2 busy cores that wake-up cost more
+# than the work: benchmarks/imresize_speed.py); other devices take the whole image in one block.
+_CPU_BLOCK = 1 << 15
 
 
-def _apply_in_order(x: torch.Tensor, mat: torch.Tensor, dim: int) -> torch.Tensor:
-    """``mat`` applied along ``dim`` (-2 or -1) as a running sum over the band in column order, one rounded multiply
-    and one rounded add per tap (separate element-wise kernels: no FMA, no BLAS blocking). The result is then the same
-    on every CPU and GPU; a matmul's summation order and FMA use depend on the BLAS kernel the processor selects,
-    which can move a value across a .5 rounding tie of the uint8 output."""
-    idx, w = _band(mat)
-    shape = [1] * x.dim()
-    shape[dim] = -1
-    acc = torch.zeros((), dtype=x.dtype, device=x.device)
-    for k in range(idx.shape[1]):
-        acc = acc + w[:, k].reshape(shape) * x.index_select(dim, idx[:, k])
-    return acc
+def _gather_sum(x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
+    """``out[i] = sum_k w[i, k] * x[idx[i, k]]`` along ``dim`` (-2 or -1), as a running sum in k order with one rounded
+    multiply and one rounded add per tap (separate element-wise ops: no FMA, no BLAS blocking). The result is the
+    same on every CPU and GPU; a matmul's summation order and FMA use depend on the BLAS kernel the processor
+    selects, which can move a value across a .5 rounding tie of the uint8 output."""
+    if dim == -1:  # resize the width as rows of the transposed image: a gather then copies whole rows
+        return _gather_sum(x.transpose(-1, -2), idx, w, -2).transpose(-1, -2)
+    lead, (n_in, row) = x.shape[:-2], x.shape[-2:]
+    src = x.reshape(-1, n_in, row).contiguous()
+    idx_t = idx.t().to(x.device).contiguous()  # [P, out]: each tap's indices contiguous
+    w_t = w.t().to(device=x.device, dtype=x.dtype).contiguous()
+    out_len = idx.shape[0]
+    out = torch.zeros(src.shape[0], out_len, row, dtype=x.dtype, device=x.device)
+    block = max(1, (_CPU_BLOCK - 1) // max(src.shape[0] * row, 1)) if x.device.type == "cpu" else out_len
+    term = torch.empty(src.shape[0], min(block, out_len), row, dtype=x.dtype, device=x.device)
+    for a in range(0, out_len, block):
+        b = min(a + block, out_len)
+        acc = out[:, a:b]
+        if b - a < term.shape[1]:  # the last, shorter block
+            term = term[:, : b - a].contiguous()
+        for k in range(idx_t.shape[0]):
+            torch.index_select(src, 1, idx_t[k, a:b], out=term)
+            term.mul_(w_t[k, a:b, None])
+            acc.add_(term)
+    return out.reshape(*lead, out_len, row)
 
 
 def _round_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -128,23 +158,10 @@ def _round_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5).clamp_(0, 255)
 
 
-def imresize(
-    img: torch.Tensor,
-    scale: float | None = None,
-    out_size: tuple[int, int] | None = None,
-    antialias: bool = True,
-    *,
-    padding: str = "replicate",
-) -> torch.Tensor:
-    """MATLAB ``imresize(img, scale, 'bicubic')`` on a tensor of shape (..., H, W).
-
-    Give exactly one of ``scale`` (output ``ceil(H * scale) x ceil(W * scale)``) or ``out_size`` = (H', W')
-    (per-dimension scales H'/H and W'/W, as MATLAB does). uint8 input returns uint8 (each 1-D pass rounded
-    like MATLAB's uint8 path); floating input returns the input dtype (float64 computed in float64, other
-    float dtypes in float32), without intermediate rounding and without clamping. ``padding`` says how taps
-    outside the image are filled: "replicate" (edge pixel, matches the official benchmark LR files) or
-    "symmetric" (mirror, as in MATLAB's ``contributions`` source).
-    """
+def _passes(
+    img: torch.Tensor, scale: float | None, out_size: tuple[int, int] | None, padding: str
+) -> tuple[torch.dtype, list[tuple[int, int, int, float]]]:
+    """Check the arguments; return the working dtype and the 1-D passes (dim, in_len, out_len, scale) in order."""
     if padding not in ("replicate", "symmetric"):
         raise ValueError(f"padding must be 'replicate' or 'symmetric', got {padding!r}")
     if img.dim() < 2:
@@ -162,26 +179,73 @@ def imresize(
         if min(sizes) <= 0:
             raise ValueError(f"out_size must be positive, got {out_size}")
         scales = (sizes[0] / in_h, sizes[1] / in_w)
-
-    is_uint8 = img.dtype == torch.uint8
-    if is_uint8 or img.dtype == torch.float64:
+    if img.dtype == torch.uint8 or img.dtype == torch.float64:
         work = torch.float64
     elif img.is_floating_point():
         work = torch.float32
     else:
         raise TypeError(f"imresize supports uint8 and floating tensors, got {img.dtype}")
-
-    x = img.to(work)
     # MATLAB order: dimension with the smallest scale first; stable, so height first on ties.
     order = sorted(range(2), key=lambda d: scales[d])
-    for d in order:
-        in_len = (in_h, in_w)[d]
-        if sizes[d] == in_len and scales[d] == 1.0:
-            continue
-        mat = _weight_matrix(in_len, sizes[d], scales[d], antialias, padding, work, x.device)
-        if is_uint8:  # exact MATLAB uint8 output: a fixed summation order, then MATLAB rounding
-            x = _round_uint8(_apply_in_order(x, mat, d - 2))
-        else:  # float output, not rounded: the banded matrix through BLAS (out[i] = sum_j mat[i, j] * x[j])
+    lens = (in_h, in_w)
+    return work, [(d, lens[d], sizes[d], scales[d]) for d in order if not (sizes[d] == lens[d] and scales[d] == 1.0)]
+
+
+def imresize(
+    img: torch.Tensor,
+    scale: float | None = None,
+    out_size: tuple[int, int] | None = None,
+    antialias: bool = True,
+    *,
+    padding: str = "replicate",
+) -> torch.Tensor:
+    """MATLAB ``imresize(img, scale, 'bicubic')`` on a tensor of shape (..., H, W).
+
+    Give exactly one of ``scale`` (output ``ceil(H * scale) x ceil(W * scale)``) or ``out_size`` = (H', W')
+    (per-dimension scales H'/H and W'/W, as MATLAB does). uint8 input returns uint8 (each 1-D pass rounded
+    like MATLAB's uint8 path); floating input returns the input dtype (float64 computed in float64, other
+    float dtypes in float32), without intermediate rounding and without clamping. ``padding`` says how taps
+    outside the image are filled: "replicate" (edge pixel, matches the official benchmark LR files) or
+    "symmetric" (mirror, as in MATLAB's ``contributions`` source). The output is contiguous.
+    """
+    work, passes = _passes(img, scale, out_size, padding)
+    x = img.to(work)
+    for d, in_len, out_len, s in passes:
+        idx, w = _taps(in_len, out_len, s, antialias, padding)
+        x = _gather_sum(x, idx, w, d - 2)
+        if img.dtype == torch.uint8:  # MATLAB's uint8 path rounds every 1-D pass
+            x = _round_uint8(x)
+    return x.to(img.dtype).contiguous()
+
+
+def _imresize_dense(
+    img: torch.Tensor,
+    scale: float | None = None,
+    out_size: tuple[int, int] | None = None,
+    antialias: bool = True,
+    *,
+    padding: str = "replicate",
+) -> torch.Tensor:
+    """Reference for tests and benchmarks/imresize_speed.py: the former implementation, through the dense
+    ``_weight_matrix`` (uint8: its nonzero band summed in column order; float: a BLAS matmul). Slow at 2K."""
+    work, passes = _passes(img, scale, out_size, padding)
+    x = img.to(work)
+    for d, in_len, out_len, s in passes:
+        mat = _weight_matrix(in_len, out_len, s, antialias, padding, work, x.device)
+        if img.dtype == torch.uint8:
+            nonzero = mat != 0
+            cols = torch.arange(in_len, device=mat.device)
+            first = torch.where(nonzero, cols, in_len).amin(dim=1)
+            last = torch.where(nonzero, cols, -1).amax(dim=1)
+            idx = first[:, None] + torch.arange(int((last - first).max().item()) + 1, device=mat.device)
+            band = torch.where(idx <= last[:, None], mat.gather(1, idx.clamp(max=in_len - 1)), 0.0)
+            shape = [1] * x.dim()
+            shape[d - 2] = -1
+            acc = torch.zeros((), dtype=x.dtype, device=x.device)
+            for k in range(idx.shape[1]):
+                acc = acc + band[:, k].reshape(shape) * x.index_select(d - 2, idx[:, k].clamp(max=in_len - 1))
+            x = _round_uint8(acc)
+        else:
             x = torch.matmul(mat, x) if d == 0 else torch.matmul(x, mat.T)
     return x.to(img.dtype)
 

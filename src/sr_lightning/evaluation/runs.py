@@ -15,6 +15,7 @@ from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.data.benchmark import BenchmarkDataset
 from sr_lightning.evaluation.entries import Method, TestSet
 from sr_lightning.inference.detect import build_network
+from sr_lightning.utils.instantiate import instantiate_trainer
 from sr_lightning.weights import load_weights
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def evaluate_method(cfg: DictConfig, method: Method, sets: list[TestSet], image_
         ensemble=method.variant.ensemble,
         image_dir=str(image_dir) if image_dir else None,
     )
-    trainer = instantiate(cfg.trainer, callbacks=[], logger=False)
+    trainer = instantiate_trainer(cfg.trainer, callbacks=[], logger=False)
     trainer.test(module, datamodule=datamodule, verbose=False)
     return MethodResult(
         method=method,

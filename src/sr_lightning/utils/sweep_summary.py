@@ -1,8 +1,12 @@
-"""One summary table for a Hydra multirun: every run's overrides, size, MACs and validation PSNR.
+"""One summary table for a Hydra multirun: every run's status, overrides, size, MACs and validation PSNR.
 
-Each training run writes `summary.json` into its own directory (see `sr_lightning.train`); this Hydra callback,
-enabled by the `hparams_search` configs, gathers them at the end of the sweep into `summary.csv` and `summary.md`
-in the sweep directory.
+Each training run writes `summary.json` into its own directory (see `sr_lightning.train`). This Hydra callback
+(`hydra.callbacks.summary` of conf/train.yaml; it acts in multiruns only) gathers them into `summary.csv` and
+`summary.md` in the sweep directory, for every sweeper (basic grid, Optuna) and launcher (local, submitit):
+- after each job: a job that failed (an exception, e.g. a bad value) gets a `summary.json` with status "failed" and
+  the error, and the tables are rewritten, so they are current while the sweep runs and complete even when Hydra
+  stops with an error after the failed job's batch (it then calls no `on_multirun_end`);
+- at the end of the multirun: once more, and printed.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from sr_lightning.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
 # num_params / macs_720p: the deploy form (what is shipped); num_params_train: the network as trained
-COLUMNS = ("run", "overrides", "num_params", "macs_720p", "num_params_train", "val_psnr", "val_ssim", "steps")
+COLUMNS = ("run", "status", "overrides", "num_params", "macs_720p", "num_params_train", "val_psnr", "val_ssim", "steps")
 
 
 def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
@@ -28,31 +36,98 @@ def collect(sweep_dir: str | Path) -> list[dict[str, Any]]:
     for path in Path(sweep_dir).glob("*/summary.json"):
         row = json.loads(path.read_text())
         row["run"] = path.parent.name
+        row.setdefault("status", "completed")
         rows.append(row)
     return sorted(rows, key=lambda r: (len(r["run"]), r["run"]))
 
 
+def _sets(rows: list[dict[str, Any]], key: str) -> list[str]:
+    """Set names under `key` ("test": the test loop, "paper": reference numbers of the config), first seen first."""
+    names: list[str] = []
+    for row in rows:
+        names += [name for name in row.get(key) or {} if name not in names]
+    return names
+
+
+def _flat(row: dict[str, Any], tested: list[str], paper: list[str]) -> dict[str, Any]:
+    flat = dict(row)
+    for name in tested:
+        scores = (row.get("test") or {}).get(name) or {}
+        flat[f"{name}_psnr"], flat[f"{name}_ssim"] = scores.get("psnr"), scores.get("ssim")
+    for name in paper:
+        flat[f"paper_{name}"] = (row.get("paper") or {}).get(name)
+    return flat
+
+
 def write_tables(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """Write `summary.csv` and `summary.md` (best validation PSNR first in the Markdown table)."""
+    """Write `summary.csv` and `summary.md`: one row per run in job order, with its rank by best validation PSNR,
+    its test-loop PSNR/SSIM per set (the deploy form; Table-3 style) and, when its config carries `paper:`
+    reference numbers, those beside them."""
     sweep_dir = Path(sweep_dir)
+    tested, paper = _sets(rows, "test"), _sets(rows, "paper")
+    flat = [_flat(r, tested, paper) for r in rows]
+    score_cols = [f"{n}_{m}" for n in tested for m in ("psnr", "ssim")]
     csv_path, md_path = sweep_dir / "summary.csv", sweep_dir / "summary.md"
-    with csv_path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:  # jobs of a parallel launcher write too
+        fields = (*COLUMNS, *score_cols, *(f"paper_{n}" for n in paper), "error")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(flat)
 
     def fmt(value: Any) -> str:
+        if value is None:
+            return ""
         return f"{value:.4f}" if isinstance(value, float) else f"{value:,}" if isinstance(value, int) else str(value)
 
+    def scores(row: dict[str, Any], name: str) -> str:
+        psnr, ssim = row.get(f"{name}_psnr"), row.get(f"{name}_ssim")
+        return "" if psnr is None else f"{psnr:.2f}/{ssim:.4f}"
+
     ranked = sorted(rows, key=lambda r: -(r.get("val_psnr") or float("-inf")))
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in ranked]
-    md_path.write_text("\n".join(lines) + "\n")
+    rank = {r["run"]: i + 1 for i, r in enumerate(ranked) if r.get("val_psnr") is not None}
+    heads = ["rank", *COLUMNS, *tested, *(f"paper {n}" for n in paper)]
+    lines = ["| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    for row in flat:
+        cells = [str(rank.get(row["run"], "")), *(fmt(row.get(c)) for c in COLUMNS)]
+        cells += [scores(row, n) for n in tested] + [fmt(row.get(f"paper_{n}")) for n in paper]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [
+        f"- run {r['run']} failed: {' '.join(str(r.get('error', '')).split())}"
+        for r in rows
+        if r.get("status", "completed") != "completed"
+    ]
+    note = ["", "Test columns: Y-PSNR / SSIM of the deploy form (test loop, MATLAB protocol)."] if tested else []
+    with atomic_path(md_path) as tmp:
+        tmp.write_text("\n".join(lines + note + ([""] + failed if failed else [])) + "\n")
     return csv_path, md_path
 
 
+def record_failure(job_dir: str | Path, overrides: list[str], error: BaseException) -> Path:
+    """Write the `summary.json` of a job that raised `error` (status "failed")."""
+    path = Path(job_dir) / "summary.json"
+    summary = {"status": "failed", "overrides": " ".join(overrides), "error": f"{type(error).__name__}: {error}"}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
+
+
+def _multirun(config: DictConfig) -> bool:
+    # DDP ranks of a multirun job run as single runs (hydra.mode=RUN, sr_lightning.lightning.hydra_ddp): skip them
+    return config.hydra.get("mode") == RunMode.MULTIRUN
+
+
 class SweepSummary(Callback):
-    """Hydra callback: write the sweep's summary tables when the multirun ends."""
+    """Hydra callback: record failed jobs and rewrite the sweep's summary tables after each job and at the end."""
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if not _multirun(config):
+            return
+        if job_return.status == JobStatus.FAILED:
+            job_dir = job_return.hydra_cfg.hydra.runtime.output_dir
+            record_failure(job_dir, list(job_return.overrides or []), job_return._return_value)
+        rows = collect(config.hydra.sweep.dir)
+        if rows:
+            write_tables(config.hydra.sweep.dir, rows)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = config.hydra.sweep.dir

@@ -12,7 +12,8 @@ SIGTERM; non-zero so that schedulers restart it (Kubernetes ``restartPolicy: OnF
 
 Signals (``signals``, names): SIGTERM (what SLURM, Kubernetes and most schedulers send before killing, after a
 grace period) and SIGUSR1 (SLURM's ``--signal=USR1@<seconds>`` warning before the time limit; Lightning's default
-requeue signal). With hydra-submitit-launcher use ``[SIGTERM, SIGUSR2]`` (submitit's timeout signal).
+requeue signal) and SIGUSR2 (submitit's warning signal: hydra/launcher=slurm writes ``--signal=USR2@<s>``; during fit
+this callback's handler replaces submitit's, which would requeue without a checkpoint).
 
 Requeue (``requeue: true`` and ``SLURM_JOB_ID`` set): after the checkpoint is written, rank 0 runs
 ``scontrol requeue <job id>`` (array jobs: ``<array job>_<task>``), as Lightning's own handler does; only for the
@@ -89,7 +90,7 @@ class Preemption(Checkpoint):
     def __init__(
         self,
         dirpath: str | os.PathLike | None = None,
-        signals: Sequence[str] = ("SIGTERM", "SIGUSR1"),
+        signals: Sequence[str] = ("SIGTERM", "SIGUSR1", "SIGUSR2"),
         requeue: bool = True,
         exit_code: int = PREEMPTION_EXIT_CODE,
     ) -> None:
