@@ -30,6 +30,7 @@ GROUPS = [
     "paths",
     "experiment",
     "hparams_search",
+    "budget",
     "module",
     "trainer",
 ]

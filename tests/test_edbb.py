@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _tolerance import abs_copy, assert_within, gamma, two_evaluations
+from _rep_blocks import abs_terms, assert_online_matches_branch, fold_error, n_terms, randomize
+from _tolerance import assert_within, two_evaluations
 from compose import compose_cfg
 from hydra.utils import instantiate
 from PIL import Image
@@ -25,7 +26,7 @@ from sr_lightning.archs.reparam import network_form, reparameterize_model
 ALL_COMBOS = [c for r in range(1, len(BRANCHES) + 1) for c in itertools.combinations(BRANCHES, r)]
 NO_IDENTITY = [c for c in ALL_COMBOS if "identity" not in c]
 EDGE_BRANCHES = ("sobel_x", "sobel_y", "laplacian")
-SEQUENTIAL = ("expand", *EDGE_BRANCHES)
+SEQUENTIAL = ("expand", *EDGE_BRANCHES, "avgpool")  # avgpool: the Table 3 variant (conf/block/edbb_avgpool)
 
 
 @pytest.fixture(autouse=True)
@@ -41,59 +42,19 @@ def _n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _randomize(module: nn.Module, std: float = 1.0) -> nn.Module:
-    """Every parameter ~ N(0, std^2): edge scales/biases far from their 1e-3 init, biases far from zero."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn_like(p) * std)
-    return module
-
-
-def _n_terms(block: EDBB) -> int:
-    """Rounded operations behind one EDBB output, folded or branch by branch (tests/_tolerance.py counts).
-
-    Folded: kernel entries sum <= 7 branch kernels, the expand one a mid-term einsum (bias: 9 mid + 7 terms, edge
-    bias 11), then the 3x3 conv (9 cin + 1). Branch by branch: expand = 1x1 conv (cin + 1) then 3x3 (9 mid + 1),
-    edge = 1x1 then a scaled 9-tap filter (cin + 12), then <= 6 additions across branches. 9 (cin + mid) + 18
-    bounds both.
-    """
-    return 9 * (block.in_channels + _mid(block)) + 18
-
-
-def _mid(block: EDBB) -> int:
-    return block.expand.conv1x1.out_channels if "expand" in block.branch_names else 0
-
-
-def _abs_terms(block: EDBB, x: torch.Tensor) -> torch.Tensor:
-    """Per output, the sum of |terms| over all paths: the branch form with |parameters|, |filters|, on |x|."""
-    twin = abs_copy(block)
-    twin.mode = "branch"
-    with torch.no_grad():
-        return twin(x.abs())
-
-
-def _fold_error(block: EDBB, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(branch - folded, rounding bound) on input x: two evaluations of the same multilinear map."""
-    block.mode = "branch"
-    with torch.no_grad():
-        ref = block(x)
-        folded = block.reparameterize()(x)
-    return ref - folded, two_evaluations(_abs_terms(block, x), _n_terms(block), x.dtype)
-
-
 def test_all_127_combinations_fold_exactly() -> None:
     torch.manual_seed(0)
     cases = [(4, 4, c) for c in ALL_COMBOS] + [(4, 6, c) for c in NO_IDENTITY]
     assert len(ALL_COMBOS) == 127 and len(cases) == 127 + 63
     worst32 = worst64 = 0.0
     for cin, cout, combo in cases:
-        block = _randomize(EDBB(cin, cout, combo))
+        block = randomize(EDBB(cin, cout, combo))
         x = torch.randn(2, cin, 13, 17)
         # float64: the fold is exact up to rounding (~1e-12 here; a wrong tap, bias or border term shows as O(1)).
-        err64, bound64 = _fold_error(copy.deepcopy(block).double(), x.double())
+        err64, bound64 = fold_error(copy.deepcopy(block).double(), x.double())
         assert_within(err64, torch.zeros(()), bound64, f"float64 {combo}")
         # float32: outputs reach ~100 with N(0, 1) weights; the same bound with float32's unit roundoff.
-        err32, bound32 = _fold_error(block, x)
+        err32, bound32 = fold_error(block, x)
         assert_within(err32, torch.zeros(()), bound32, f"float32 {combo}")
         worst32 = max(worst32, (err32.abs() / bound32).max().item())
         worst64 = max(worst64, (err64.abs() / bound64).max().item())
@@ -103,59 +64,24 @@ def test_all_127_combinations_fold_exactly() -> None:
 def test_float32_fold_within_rounding_for_unit_scale_weights() -> None:
     # (was "within 1e-5": an observed figure, not a guarantee; the worst-case rounding bound here is ~7e-4)
     torch.manual_seed(1)
-    block = _randomize(EDBB(4, 4), std=0.3)
-    err, bound = _fold_error(block, torch.randn(2, 4, 13, 17))
+    block = randomize(EDBB(4, 4), std=0.3)
+    err, bound = fold_error(block, torch.randn(2, 4, 13, 17))
     assert_within(err, torch.zeros(()), bound, "fold")
 
 
 @pytest.mark.parametrize(("cin", "cout", "branches"), [(4, 4, BRANCHES), (3, 5, BRANCHES[:2] + BRANCHES[3:])])
 def test_online_equals_branch_outputs_and_gradients(cin: int, cout: int, branches: tuple[str, ...]) -> None:
     torch.manual_seed(2)
-    online = _randomize(EDBB(cin, cout, branches, mode="online"), std=0.5)
-    by_branch = copy.deepcopy(online)
-    by_branch.mode = "branch"
-    x = torch.randn(2, cin, 13, 17)
-    target = torch.randn(2, cout, 13, 17)
-    weight = torch.linspace(0.5, 2.0, 17)
-    outs = []
-    for block in (online, by_branch):
-        out = block(x)
-        ((out - target) ** 2 * weight).mean().backward()
-        outs.append(out.detach())
-    n_out = _n_terms(online)
-    out_bound = two_evaluations(_abs_terms(online, x), n_out)
-    assert_within(outs[0], outs[1], out_bound, "outputs")
-
-    # Gradients: each is a multilinear sum over the batch and the (bias-padded) pixels of dL/dout times a path
-    # product; the sum of |terms| is the gradient of the |.| block on |x| for the output gradient |dL/dout|.
-    # Rounding: gamma(m) of that in each form, m = forward chain + pixel sum + channel sums; and dL/dout itself
-    # differs by 2 w |out difference| / numel, plus its own rounding (gamma(4)) in each form.
-    grad_out = 2 * weight * (outs[1] - target) / target.numel()
-    m = n_out + x.shape[0] * (x.shape[2] + 2) * (x.shape[3] + 2) + 9 * (cin + cout + _mid(online))
-    grad_out_bound = 2 * (gamma(m) + gamma(4)) * grad_out.abs() + 2 * weight * out_bound / target.numel()
-    twin = abs_copy(by_branch)
-    twin.mode = "branch"
-    twin.zero_grad()
-    twin(x.abs()).backward(grad_out_bound)
-    bounds = dict(twin.named_parameters())
-    grads = dict(by_branch.named_parameters())
-    for name, p in online.named_parameters():
-        ref, bound = grads[name].grad, bounds[name].grad
-        assert p.grad is not None and ref is not None, name
-        assert_within(p.grad, ref, bound, name)
-        if name.endswith("conv1x1.bias") and name.split(".")[0] in EDGE_BRANCHES:
-            # Inert: the 1x1 bias is a constant field (bias padding), which a zero-sum edge filter maps to 0.
-            assert (p.grad.abs() <= bound).all() and (ref.abs() <= bound).all(), name
-            continue
-        assert (ref.abs() > bound).any(), name  # every other branch parameter is trained (beyond rounding)
+    online = randomize(EDBB(cin, cout, branches, mode="online"), std=0.5)
+    assert_online_matches_branch(online, torch.randn(2, cin, 13, 17), torch.randn(2, cout, 13, 17))
 
 
 @pytest.mark.parametrize("branch", SEQUENTIAL)
 def test_sequential_branch_alone_exact_at_borders(branch: str) -> None:
     torch.manual_seed(3)
-    block = _randomize(EDBB(4, 4, [branch])).double()  # float64: "exact" means float64 rounding here
+    block = randomize(EDBB(4, 4, [branch])).double()  # float64: "exact" means float64 rounding here
     x = torch.randn(1, 4, 9, 11, dtype=torch.float64)
-    err, bound = _fold_error(block, x)
+    err, bound = fold_error(block, x)
     assert_within(err, torch.zeros(()), bound, "fold")
     # An all-zero image isolates the border terms: inside, every output is the folded bias; on the border the
     # bias-padded 1x1 output makes it the same value. Zero padding would give a different border.
@@ -164,7 +90,7 @@ def test_sequential_branch_alone_exact_at_borders(branch: str) -> None:
     with torch.no_grad():
         out = block(zeros)
         bias = block.reparameterize().bias.view(1, -1, 1, 1)
-    assert_within(out, bias, two_evaluations(_abs_terms(block, zeros), _n_terms(block), torch.float64), "bias")
+    assert_within(out, bias, two_evaluations(abs_terms(block, zeros), n_terms(block), torch.float64), "bias")
 
 
 @pytest.mark.parametrize("branch", SEQUENTIAL)
@@ -172,9 +98,9 @@ def test_zero_padding_would_be_caught(branch: str, monkeypatch: pytest.MonkeyPat
     """Guard for the test above: with plain zero padding of the 1x1 output, the fold is wrong at the borders."""
     monkeypatch.setattr(edbb_branches, "pad_with_bias", lambda y, bias: nn.functional.pad(y, (1, 1, 1, 1)))
     torch.manual_seed(3)
-    block = _randomize(EDBB(4, 4, [branch])).double()
+    block = randomize(EDBB(4, 4, [branch])).double()
     x = torch.randn(1, 4, 9, 11, dtype=torch.float64)
-    diff, bound = _fold_error(block, x)
+    diff, bound = fold_error(block, x)
     assert_within(diff[..., 1:-1, 1:-1], torch.zeros(()), bound[..., 1:-1, 1:-1], "interior")  # unaffected
     assert (diff.abs() > bound).any()  # the border is not
 
@@ -191,7 +117,7 @@ def test_each_branch_switch_is_honoured() -> None:
     expected |= {edge: c * c + 3 * c for edge in ("sobel_x", "sobel_y", "laplacian")}
     for name, n in expected.items():
         assert _n_params(EDBB(c, c, [name])) == n, name
-    full = _randomize(EDBB(c, c, mode="branch"))
+    full = randomize(EDBB(c, c, mode="branch"))
     assert _n_params(full) == sum(expected.values())
     x = torch.randn(1, c, 13, 17)
     with torch.no_grad():
@@ -272,7 +198,7 @@ def test_efdn_training_form_folds_to_deploy_form(benchmark_dir: Path) -> None:
             h.remove()
         assert set_edbb_mode(net, "branch") == 8
         for block, (inp, out) in seen.items():
-            bound = two_evaluations(_abs_terms(block, inp), _n_terms(block))
+            bound = two_evaluations(abs_terms(block, inp), n_terms(block))
             assert_within(block(inp), out, bound, "branch vs online block")
         assert reparameterize_model(net) == 8
         deployed = net(x)

@@ -1,4 +1,5 @@
-"""The branches of EFDN's EDBB (paper Fig. 2b, Sec. 3.1), each foldable into one 3x3 convolution.
+"""The branches of the re-parameterizable 3x3 blocks (``rep_block.RepBlock``: RepVGG, DBB, ECB and EFDN's EDBB,
+paper Fig. 2, Sec. 3.1), each foldable into one 3x3 convolution; a branch two blocks share is written once here.
 
 Every branch has ``forward(x)`` (its own computation, stride 1, output size = input size) and ``kernel_bias()``
 returning the equivalent ``(out, in, 3, 3)`` kernel and ``(out,)`` bias of a zero-padded 3x3 convolution.
@@ -17,6 +18,11 @@ from torch import nn
 from sr_lightning.ops.edges import EDGE_FILTERS
 
 KernelBias = tuple[torch.Tensor, torch.Tensor]
+
+#: DBB's average-pooling path as a fixed 3x3 filter: AvgPool2d(3, stride 1) on the bias-padded map = 1/9 per tap.
+AVGPOOL = torch.full((3, 3), 1.0 / 9.0)
+#: The fixed filters of ``ScaledFilterBranch``: the EDBB / ECB edge filters and the DBB average pool.
+FIXED_FILTERS: dict[str, torch.Tensor] = {**EDGE_FILTERS, "avgpool": AVGPOOL}
 
 
 def pad_with_bias(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -89,23 +95,26 @@ class ExpandBranch(nn.Module):
         return kernel, bias
 
 
-class EdgeBranch(nn.Module):
-    """1x1 conv (in -> out), then a fixed depthwise edge filter (Sobel-x/y or Laplacian, ``sr_lightning.ops.edges``)
-    times a learnable per-channel ``gain``, plus a learnable per-channel ``bias`` (official ``SeqConv3x3``).
+class ScaledFilterBranch(nn.Module):
+    """1x1 conv (in -> out), then a fixed depthwise 3x3 filter (``FIXED_FILTERS``: Sobel-x/y or Laplacian of
+    ``sr_lightning.ops.edges``, or the 1/9 average pool) times a learnable per-channel ``gain``, plus a learnable
+    per-channel ``bias`` (official EDBB / ECBSR ``SeqConv3x3``; the paper's Table 3 lists DBB's avg-pool path under
+    the same "scaled filter" column).
 
     Fold: K[o, i] = gain[o] * filter * W1[o, i],  b[o] = bias[o] + gain[o] * sum(filter) * b1[o].
-    Gain and bias start at N(0, 1e-3^2) as in the official code.
+    Gain and bias start at N(0, 1e-3^2) as in the official code, for every filter (DBB's avg path ends in a BN whose
+    affine starts at gain 1, bias 0; here it starts like the edge branches).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, edge: str) -> None:
+    def __init__(self, in_channels: int, out_channels: int, filter_name: str) -> None:
         super().__init__()
-        if edge not in EDGE_FILTERS:
-            raise ValueError(f"unknown edge filter {edge!r}; choose from {sorted(EDGE_FILTERS)}")
-        self.edge = edge
+        if filter_name not in FIXED_FILTERS:
+            raise ValueError(f"unknown fixed filter {filter_name!r}; choose from {sorted(FIXED_FILTERS)}")
+        self.filter_name = filter_name
         self.conv1x1 = nn.Conv2d(in_channels, out_channels, 1)
         self.gain = nn.Parameter(torch.randn(out_channels) * 1e-3)  # official name: scale
         self.bias = nn.Parameter(torch.randn(out_channels) * 1e-3)
-        self.register_buffer("filter", EDGE_FILTERS[edge].clone(), persistent=False)
+        self.register_buffer("filter", FIXED_FILTERS[filter_name].clone(), persistent=False)
 
     def _depthwise(self) -> torch.Tensor:
         """The (out, 3, 3) filters of the depthwise step, times their gains."""
@@ -123,4 +132,4 @@ class EdgeBranch(nn.Module):
         return kernel, bias
 
     def extra_repr(self) -> str:
-        return f"edge={self.edge!r}"
+        return f"filter={self.filter_name!r}"

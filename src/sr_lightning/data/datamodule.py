@@ -40,6 +40,8 @@ class SRDataModule(L.LightningDataModule):
         test_sets: names of benchmark sets under ``benchmark_dir`` to test on. If ``benchmark_dir`` is None
             or does not exist they are skipped with a warning (a machine without the shared data still runs);
             if it exists, a missing set is an error listing the sets that do exist.
+        optional_test_sets: more benchmark set names, tested when present under ``benchmark_dir`` and skipped with a
+            log line when not (e.g. B100 and Urban100 beside Set5 and Set14 in the Table-3 ablation).
         scale: SR factor; every dataset with a ``scale`` attribute must agree.
         lr_patch_size, batch_size, augment, repeat: training patch options (see :class:`TrainPatches`).
         num_workers, pin_memory: DataLoader options (workers are persistent when ``num_workers > 0``;
@@ -61,6 +63,7 @@ class SRDataModule(L.LightningDataModule):
         test: Mapping[str, Dataset] | None = None,
         benchmark_dir: str | os.PathLike | None = None,
         test_sets: Sequence[str] = (),
+        optional_test_sets: Sequence[str] = (),
         scale: int = 4,
         lr_patch_size: int = 48,
         batch_size: int = 16,
@@ -94,7 +97,15 @@ class SRDataModule(L.LightningDataModule):
         self.benchmark_dir = Path(benchmark_dir).expanduser() if benchmark_dir else None
         self.test_datasets: dict[str, Dataset] = {str(k): v for k, v in (test or {}).items()}
         self.skipped_test_sets: list[str] = []
-        for name in [str(n) for n in test_sets or ()]:
+        present = [
+            str(n)
+            for n in optional_test_sets or ()
+            if self.benchmark_dir and (self.benchmark_dir / str(n) / "HR").is_dir()
+        ]
+        if len(present) < len(optional_test_sets or ()):
+            absent = sorted(set(map(str, optional_test_sets)) - set(present))
+            log.info("optional test sets not under %s, not tested: %s", self.benchmark_dir, ", ".join(absent))
+        for name in [str(n) for n in test_sets or ()] + [n for n in present if n not in map(str, test_sets or ())]:
             if name in self.test_datasets:
                 raise ValueError(f"test set {name!r} given twice (in test and in test_sets)")
             ds = self._benchmark_set(name, cache, cache_dir)

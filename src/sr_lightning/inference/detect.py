@@ -112,7 +112,7 @@ def detect_model(path: str | Path, model: Mapping[str, Any] | None = None, scale
                 f"{len(sd)} tensors, first keys {list(sd)[:4]}). If it is one of them with unusual options, "
                 "pass model=<name> with those options and scale=<s>."
             )
-        source, found = "shapes", config["scale"]
+        source, found = "shapes", config.get("scale")  # absent: the shapes do not show it (FSRCNN, VDSR)
     if found is None and scale is None:
         raise ValueError(f"{path}: the file does not say its scale; pass scale=<s>")
     if scale is not None and found is not None and int(scale) != int(found):

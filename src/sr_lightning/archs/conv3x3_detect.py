@@ -1,0 +1,32 @@
+"""The ``conv3x3`` factory of a network read back from a state dict: the plain conv or an EDBB, and its branches.
+
+For networks that take a ``conv3x3`` factory (FSRCNN, VDSR; EFDN reads its blocks the same way in
+``archs/efdn/detect.py``). A plain ``<prefix>weight`` is the deploy form; otherwise the block is an EDBB whose branch
+set is the sub-modules present. The identity branch has no tensors, so keys cannot show it: it is assumed (the
+paper's seven-branch block, the packaged model configs' default). Our own files carry their model config, which
+decides instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sr_lightning.archs.edbb import BRANCHES
+
+
+def conv3x3_config(state_dict: dict[str, torch.Tensor], prefix: str, out_channels: int) -> dict[str, Any] | None:
+    """The ``conv3x3`` config (Hydra ``_target_`` form) of the block whose keys start with ``prefix``
+    (e.g. ``"mapping.0."``): None for a plain conv, else a ``make_edbb`` partial with the branches found."""
+    if f"{prefix}weight" in state_dict:
+        return None
+    branches = [b for b in BRANCHES if b == "identity" or any(k.startswith(f"{prefix}{b}.") for k in state_dict)]
+    expand = state_dict.get(f"{prefix}expand.conv1x1.weight")
+    return {
+        "_target_": "sr_lightning.archs.edbb.make_edbb",
+        "_partial_": True,
+        "branches": branches,
+        "expand_ratio": float(expand.shape[0] / out_channels) if expand is not None else 2.0,
+        "mode": "online",
+    }
