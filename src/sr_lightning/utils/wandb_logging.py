@@ -98,12 +98,14 @@ def finish_wandb_runs(cfg: DictConfig, trainer: L.Trainer, weights_dir: Path, me
 
 @contextmanager
 def wandb_run_closed_on_error() -> Iterator[None]:
-    """A job that raises finishes its open W&B run (marked failed), so the next job of a multirun in this process
-    starts its own run instead of adopting it (a job that returns finishes it in `finish_wandb_runs`)."""
+    """A job that raises finishes its open W&B run (marked failed: exit code 1), so the next job of a multirun in this
+    process starts its own run instead of adopting it (a job that returns finishes it in `finish_wandb_runs`). A
+    job that exits (``sys.exit``: the pre-emption exit 143) records its own exit code."""
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
         wandb = sys.modules.get("wandb")  # only if this job used W&B at all
         if wandb is not None and getattr(wandb, "run", None) is not None:
-            wandb.finish(exit_code=1)
+            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1
+            wandb.finish(exit_code=code)
         raise
