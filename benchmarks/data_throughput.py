@@ -203,7 +203,7 @@ def train_ratio(trainer: Trainer, dm: SRDataModule, steps: int, rounds: int) -> 
     prebuilt = default_collate([dm.train_dataset[(0, i)] for i in range(BATCH)])
     for _ in range(2):  # warm-up (allocator, kernels)
         trainer.step(prebuilt)
-    out: dict[str, list[float]] = {"real": [], "pre": [], "real_cpu": [], "pre_cpu": []}
+    out: dict[str, list[float]] = {"real": [], "pre": [], "real_cpu": [], "pre_cpu": [], "workers_cpu": []}
 
     def prebuilt_block() -> None:
         rate, cpu = trainer.rate(_repeat(prebuilt), steps)
@@ -220,7 +220,8 @@ def train_ratio(trainer: Trainer, dm: SRDataModule, steps: int, rounds: int) -> 
         del it, loader  # shuts the workers down (joined) before the pre-built block
         gc.collect()
         out["real"].append(rate)
-        out["real_cpu"].append(cpu + (_children_cpu() - workers_cpu) / steps)
+        out["workers_cpu"].append((_children_cpu() - workers_cpu) / steps)
+        out["real_cpu"].append(cpu + out["workers_cpu"][-1])
         prebuilt_block()
     return out
 
@@ -308,8 +309,12 @@ def main(argv: list[str] | None = None) -> None:
                 cpu_ratio = statistics.mean(r["pre_cpu"]) / statistics.mean(r["real_cpu"])
                 cols = f"{' '.join(f'{x:.4f}' for x in r['real']):>9} {' '.join(f'{x:.4f}' for x in r['pre']):>19}"
                 cpu = f"{statistics.mean(r['real_cpu']):.2f} / {statistics.mean(r['pre_cpu']):.2f}"
+                workers = statistics.mean(r["workers_cpu"])
                 print(f"{lr:<10} {cache:<7} {w:>7} {cols} {ratio:>12.3f} {cpu:>15} {cpu_ratio:>9.3f}", flush=True)
-                lines.append(f"loader/step={ratio:.3f} cpu={cpu_ratio:.3f} (lr={lr} cache={cache} workers={w})")
+                lines.append(
+                    f"loader/step={ratio:.3f} cpu={cpu_ratio:.3f} (lr={lr} cache={cache} workers={w}; of the loader "
+                    f"blocks' CPU s/step, {workers:.2f} in the workers, start-up and prefetch included)"
+                )
             print(
                 f"(steps/s per block, in the order pre-built, loader, pre-built, ...; {args.steps} timed steps per "
                 f"block; loader/step = mean of the loader blocks / mean of the pre-built blocks. CPU s/step: loader "
