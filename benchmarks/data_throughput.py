@@ -21,8 +21,10 @@ the files (``lr=official``) or generated on the fly by MATLAB bicubic (``lr=gene
 Then the loader's samples/s beside what one GPU would consume (derived from the EFDN paper's RTX 3090 time).
 """
 
+# ruff: noqa: I001  (sr_lightning first: its import sets THP_MEM_ALLOC_ENABLE before torch allocates)
 from __future__ import annotations
 
+import sr_lightning  # noqa: F401
 import argparse
 import copy
 import gc
@@ -272,7 +274,9 @@ def main(argv: list[str] | None = None) -> None:
         size_mb = statistics.mean(p.stat().st_size for p in paths) / 1e6
         print(
             f"torch {torch.__version__}, {os.cpu_count()} CPU(s), {torch.get_num_threads()} torch thread(s) in the "
-            f"main process, 1 per worker; load average {os.getloadavg()[0]:.1f} at start"
+            f"main process, 1 per worker; THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')} (huge pages "
+            f"for torch's CPU tensors: set by `import sr_lightning`, first below); load average "
+            f"{os.getloadavg()[0]:.1f} at start"
         )
         print(
             f"stand-in: {args.images} HR PNGs {SIZE[1]}x{SIZE[0]} (mean {size_mb:.1f} MB) + x{SCALE} LR PNGs, made in "

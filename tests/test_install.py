@@ -116,3 +116,15 @@ def test_user_experiment_trains_from_outside_the_checkout(user_config_dir, tmp_p
     assert saved.model == OmegaConf.to_container(expected.model) and saved.loss == expected.loss
     net = instantiate(saved.model)
     load_weights(net, run_dir / "weights" / "model.pth")
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0")])
+def test_huge_pages_for_torch_cpu_tensors_set_before_torch(given, expected):
+    """`import sr_lightning` (every entry point's first import) asks torch's CPU allocator for huge pages unless the
+    environment says otherwise; torch reads the variable at its first allocation, after this import."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if given is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = given
+    code = "import os, sr_lightning.train; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[-1] == expected
