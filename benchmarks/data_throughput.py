@@ -38,14 +38,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, open_dict
 from PIL import Image
 from torch.utils.data import default_collate
 
-from sr_lightning.config import CONF_PACKAGE, register_resolvers
+from sr_lightning.config import compose_config
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import bicubic_lr
 from sr_lightning.data.imresize import imresize
@@ -85,12 +83,9 @@ def make_standin(root: Path, n_images: int) -> list[Path]:
 
 def compose_train(extra: list[str]) -> DictConfig:
     """conf/train.yaml with data=div2k and the benchmark's batch, patch and scale (as the entry point composes it)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
     overrides = ["data=div2k", "model=efdn", f"scale={SCALE}", f"stage.batch_size={BATCH}"]
     overrides += [f"stage.lr_patch_size={PATCH}", "test_sets=[]", "data.val=null", "data.pin_memory=false", *extra]
-    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
-        return compose("train", overrides=overrides)
+    return compose_config("train", overrides)
 
 
 def build_datamodule(

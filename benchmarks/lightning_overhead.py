@@ -35,30 +35,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import OmegaConf
 from torch import nn
 
-from sr_lightning.config import CONF_PACKAGE, register_resolvers
+from sr_lightning.config import compose_config
 from sr_lightning.lightning.module import SRModule
 from sr_lightning.utils.instantiate import build, loggable_config
-
-
-def compose_train_cfg(overrides: list[str], output_dir: Path) -> DictConfig:
-    """`conf/train.yaml` with `overrides`, as `@hydra.main` gives it to the entry point (hydra runtime node set)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
 
 
 class RepeatedBatch:
@@ -143,7 +126,7 @@ def run(args: argparse.Namespace, out_dir: Path) -> float:
         "test=false",
         *args.overrides,
     ]
-    cfg = compose_train_cfg(overrides, out_dir)
+    cfg = compose_config("train", overrides, out_dir)
     L.seed_everything(cfg.seed, workers=True)
     _, module, trainer = build(cfg)  # the datamodule is not used: data come from memory
     module.meta = {"model": OmegaConf.to_container(cfg.model, resolve=True), "scale": int(cfg.scale)}

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-from sr_lightning.config import CONF_PACKAGE, conf_files, register_resolvers
+from sr_lightning.config import compose_config, conf_files
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -18,16 +15,7 @@ if TYPE_CHECKING:
 
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose `config_name` with `overrides`, with hydra's runtime node set (as in a real run)."""
-    register_resolvers()
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as the entry points see it
-    return cfg
+    return compose_config(config_name, overrides, output_dir)
 
 
 def _yaml_files(folder: Traversable, prefix: str = "") -> list[str]:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_lightning.hardware import auto_accelerator, auto_precision
 from sr_lightning.paths import shared_dir
@@ -39,3 +40,25 @@ def register_resolvers() -> None:
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | Path | None = None) -> DictConfig:
+    """Compose the packaged `config_name` with `overrides` outside an entry point (tests, benchmarks). With
+    `output_dir`, as `@hydra.main` hands it to the entry point: Hydra's runtime node set (`HydraConfig.get()`,
+    `${hydra:runtime.output_dir}`) and the `hydra` key removed."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=output_dir is not None)
+    if output_dir is None:
+        return cfg
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as the entry points see it
+    return cfg

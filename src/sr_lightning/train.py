@@ -13,7 +13,6 @@ form), and the test loop scores exactly that deploy-form network in float32.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -30,10 +29,10 @@ from sr_lightning.config import CONFIG_PATH, register_resolvers
 from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
 from sr_lightning.lightning.hydra_ddp import ddp_job_scope
 from sr_lightning.profiling import measure_complexity, write_complexity_json
-from sr_lightning.utils.atomic import atomic_path
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
 from sr_lightning.utils.resume import find_resume_checkpoint, wandb_run_id
+from sr_lightning.utils.sweep_summary import write_summary
 from sr_lightning.utils.wandb_logging import (
     finish_wandb_runs,
     group_sweep_jobs,
@@ -54,11 +53,6 @@ def _continue_wandb_run(cfg: DictConfig, ckpt_path: Path | None) -> None:
             cfg.logger.wandb.id = run_id
             cfg.logger.wandb.resume = "allow"
         log.info("continuing W&B run %s", run_id)
-
-
-def _write_summary(out_dir: Path, summary: dict) -> None:
-    with atomic_path(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
 
 
 def train(cfg: DictConfig) -> dict:
@@ -96,10 +90,11 @@ def train(cfg: DictConfig) -> dict:
     )
     hparams = loggable_config(cfg)
     hparams.update(sizes, per_device_batch_size=per_device, world_size=trainer.world_size)
+    model_sizes = {f"model/{k}": v for k, v in sizes.items()}
     for logger in trainer.loggers:
         logger.log_hyperparams(hparams)
-        logger.log_metrics({f"model/{k}": v for k, v in sizes.items()}, step=0)
-    log_summary(trainer.loggers, {f"model/{k}": v for k, v in sizes.items()})
+        logger.log_metrics(model_sizes, step=0)
+    log_summary(trainer.loggers, model_sizes)
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     code = preemption_exit_code(trainer)
@@ -123,7 +118,7 @@ def train(cfg: DictConfig) -> dict:
         }
         if cfg.get("paper") is not None:  # reference numbers of an experiment config (the Table-3 ablation)
             summary["paper"] = OmegaConf.to_container(cfg.paper, resolve=True)
-        _write_summary(out_dir, summary)
+        write_summary(out_dir, summary)
 
     # The final network: the best checkpoint's (every rank loads it), else the weights training ended with.
     if best:
@@ -158,7 +153,7 @@ def train(cfg: DictConfig) -> dict:
         metrics.update({f"test/{k}/psnr": v["psnr"] for k, v in results.items()})
         if trainer.is_global_zero:  # the sweep summary's per-set columns (deploy form)
             summary["test"] = {k: {"psnr": v["psnr"], "ssim": v["ssim"]} for k, v in results.items()}
-            _write_summary(out_dir, summary)
+            write_summary(out_dir, summary)
     finish_wandb_runs(cfg, trainer, out_dir / "weights", meta)  # weights artifact if asked; end of the W&B run
     return metrics
 

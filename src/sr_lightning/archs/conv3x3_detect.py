@@ -1,10 +1,9 @@
 """The ``conv3x3`` factory of a network read back from a state dict: the plain conv or an EDBB, and its branches.
 
-For networks that take a ``conv3x3`` factory (FSRCNN, VDSR; EFDN reads its blocks the same way in
-``archs/efdn/detect.py``). A plain ``<prefix>weight`` is the deploy form; otherwise the block is an EDBB whose branch
-set is the sub-modules present. The identity branch has no tensors, so keys cannot show it: it is assumed (the
-paper's seven-branch block, the packaged model configs' default). Our own files carry their model config, which
-decides instead.
+For networks that take a ``conv3x3`` factory (EFDN, FSRCNN, VDSR: their ``config_from_state_dict``). A plain
+``<prefix>weight`` is the deploy form; otherwise the block is an EDBB whose branch set is the sub-modules present.
+The identity branch has no tensors, so keys cannot show it: it is assumed (the paper's seven-branch block, the
+packaged model configs' default). Our own files carry their model config, which decides instead.
 """
 
 from __future__ import annotations

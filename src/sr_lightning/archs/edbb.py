@@ -25,23 +25,16 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from sr_lightning.archs.rep_block import RepBlock, build_block
+from sr_lightning.archs.rep_block import RepBlock, build_block, set_block_mode
 
 #: The paper's seven EDBB branches (Fig. 2b), in state-dict order.
 BRANCHES: tuple[str, ...] = ("conv3x3", "conv1x1", "identity", "expand", "sobel_x", "sobel_y", "laplacian")
 
 
 class EDBB(RepBlock):
-    """Edge-enhanced diverse branch block, in training form (``mode`` "online" or "branch").
-
-    Args:
-        in_channels, out_channels: as for a 3x3 conv (stride 1, padding 1).
-        branches: a non-empty subset of ``rep_block.CATALOGUE`` (default: :data:`BRANCHES`, the paper's block).
-            ``"identity"`` needs ``in_channels == out_channels``.
-        expand_ratio: width of the ``expand`` branch's hidden layer, as a multiple of ``out_channels``.
-        mode: ``"online"`` (merged kernel, one conv) or ``"branch"`` (branch by branch); may be changed later
-            by assigning ``block.mode``. For the deployed conv use :meth:`reparameterize` or :func:`make_edbb`.
-    """
+    """Edge-enhanced diverse branch block, in training form (``mode`` "online" or "branch"): a :class:`RepBlock`
+    (same arguments) whose ``branches`` default to :data:`BRANCHES`, the paper's block. For the deployed conv use
+    :meth:`reparameterize` or :func:`make_edbb` with ``mode="deploy"``."""
 
     def __init__(
         self,
@@ -69,7 +62,4 @@ def make_edbb(
 def set_edbb_mode(net: nn.Module, mode: str) -> int:
     """Switch every EDBB inside ``net`` to ``mode`` ("online" or "branch"); returns how many were switched
     (``rep_block.set_block_mode`` switches every re-parameterizable block, EDBB or not)."""
-    blocks = [m for m in net.modules() if isinstance(m, EDBB)]
-    for block in blocks:
-        block.mode = mode
-    return len(blocks)
+    return set_block_mode(net, mode, EDBB)

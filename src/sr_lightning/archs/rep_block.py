@@ -190,9 +190,10 @@ def build_block(
     return cls(in_channels, out_channels, branches=branches, expand_ratio=expand_ratio, mode=mode)
 
 
-def set_block_mode(net: nn.Module, mode: str) -> int:
-    """Switch every :class:`RepBlock` inside ``net`` to ``mode`` ("online" or "branch"); returns how many."""
-    blocks = [m for m in net.modules() if isinstance(m, RepBlock)]
+def set_block_mode(net: nn.Module, mode: str, kind: type[RepBlock] = RepBlock) -> int:
+    """Switch every ``kind`` block (default: every :class:`RepBlock`) inside ``net`` to ``mode`` ("online" or
+    "branch"); returns how many."""
+    blocks = [m for m in net.modules() if isinstance(m, kind)]
     for block in blocks:
         block.mode = mode
     return len(blocks)

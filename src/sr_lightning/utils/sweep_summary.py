@@ -102,13 +102,18 @@ def write_tables(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> tuple[Pat
     return csv_path, md_path
 
 
-def record_failure(job_dir: str | Path, overrides: list[str], error: BaseException) -> Path:
-    """Write the `summary.json` of a job that raised `error` (status "failed")."""
+def write_summary(job_dir: str | Path, summary: dict[str, Any]) -> Path:
+    """Write a job's `summary.json` (atomically: the tables may be gathered while jobs run)."""
     path = Path(job_dir) / "summary.json"
-    summary = {"status": "failed", "overrides": " ".join(overrides), "error": f"{type(error).__name__}: {error}"}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return path
+
+
+def record_failure(job_dir: str | Path, overrides: list[str], error: BaseException) -> Path:
+    """Write the `summary.json` of a job that raised `error` (status "failed")."""
+    summary = {"status": "failed", "overrides": " ".join(overrides), "error": f"{type(error).__name__}: {error}"}
+    return write_summary(job_dir, summary)
 
 
 def _multirun(config: DictConfig) -> bool:

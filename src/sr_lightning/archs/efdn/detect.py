@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from sr_lightning.archs.edbb import BRANCHES
+from sr_lightning.archs.conv3x3_detect import conv3x3_config
 
 TARGET = "sr_lightning.archs.efdn.EFDN"
 
@@ -35,18 +35,7 @@ def config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None
         "channels": int(channels),
         "num_blocks": len(blocks),
         "esa_channels": int(sd["blocks.0.esa.reduce.weight"].shape[0]),
-        "conv3x3": None,  # the deploy form: a plain 3x3 conv
+        # the deploy form (a plain conv2.weight) gives None; the training form an EDBB of the branches present
+        "conv3x3": conv3x3_config(sd, "blocks.0.conv2.", int(channels)),
     }
-    if "blocks.0.conv2.weight" not in sd:  # training form: an EDBB whose branches are the sub-modules present
-        # The identity branch has no parameters, so keys cannot show it: it is assumed (the paper's seven-branch
-        # block, conf/model/efdn.yaml). Our own files carry their model config, which decides instead.
-        branches = [b for b in BRANCHES if b == "identity" or any(k.startswith(f"blocks.0.conv2.{b}.") for k in sd)]
-        expand = sd.get("blocks.0.conv2.expand.conv1x1.weight")
-        cfg["conv3x3"] = {
-            "_target_": "sr_lightning.archs.edbb.make_edbb",
-            "_partial_": True,
-            "branches": branches,
-            "expand_ratio": float(expand.shape[0] / channels) if expand is not None else 2.0,
-            "mode": "online",
-        }
     return cfg
