@@ -279,7 +279,8 @@ def test_weights_files_of_the_wrong_kind_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"pickled\.pth: holds Python objects besides tensors.*Unsupported global"):
         load_weights(net, tmp_path / "pickled.pth")
     # weights of another network: the message says which one the file holds
-    fdiwn = save_weights(FDIWN(scale=2), tmp_path / "fdiwn.pth", {"model": {"_target_": "x.FDIWN"}, "scale": 2})
+    meta = {"model": {"_target_": "sr_lightning.archs.fdiwn.FDIWN", "scale": 2}, "scale": 2}
+    fdiwn = save_weights(FDIWN(scale=2), tmp_path / "fdiwn.pth", meta)
     with pytest.raises(RuntimeError, match=r"fdiwn\.pth \(sr_lightning\) does not fit EFDN; the file holds FDIWN x2"):
         load_weights(net, fdiwn)
     # a Lightning checkpoint of some other LightningModule (no `net.` keys)

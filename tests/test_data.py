@@ -19,6 +19,7 @@ from sr_lightning.data.datasets import HRFolderDataset, PairedFolderDataset, bic
 from sr_lightning.data.div2k import DF2K, DIV2K, Flickr2K, parse_index_range
 from sr_lightning.data.io import load_image, save_image
 from sr_lightning.data.sample import SAMPLE_SPLITS, SampleImages, sample_files
+from sr_lightning.utils.atomic import is_temp_file
 
 # ---------------------------------------------------------------- benchmark sets (real shared data)
 
@@ -244,7 +245,7 @@ def test_disk_cache_is_reused_and_invalidated(tmp_path):
     assert changed.cache.misses == 2
     np.testing.assert_array_equal(np.asarray(hr_after), load_image(src)[:300, :448])
     assert not np.array_equal(np.asarray(lr_after), lr_before)
-    assert len(list(cache_dir.iterdir())) == 4 and not list(cache_dir.glob(".tmp-*"))  # atomic writes
+    assert len(list(cache_dir.iterdir())) == 4 and not [p for p in cache_dir.iterdir() if is_temp_file(p)]  # atomic
 
 
 def test_memory_cache_is_not_pickled_into_workers(tmp_path):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from sr_lightning.archs.catalog import ARCHITECTURES, architecture_of
 from sr_lightning.archs.deploy import to_deploy_form
-from sr_lightning.inference.detect import detect_model, model_targets
+from sr_lightning.inference.detect import detect_model
 from sr_lightning.inference.loading import load_model
 from sr_lightning.weights import save_weights
 
@@ -38,9 +39,9 @@ def test_fdiwn_x4_preset_differs_in_shapes():
     with the x2 preset is detected as preset x2, and the official x4 one as auto."""
     from sr_lightning.archs.fdiwn import FDIWN
 
-    cfg = FDIWN.config_from_state_dict(FDIWN(scale=4, preset="x2").state_dict())
+    cfg = architecture_of(FDIWN).config_from_state_dict(FDIWN(scale=4, preset="x2").state_dict())
     assert cfg is not None and (cfg["scale"], cfg["preset"]) == (4, "x2")
-    cfg = FDIWN.config_from_state_dict(FDIWN(scale=4, num_groups=2).state_dict())  # FDIWN-M
+    cfg = architecture_of(FDIWN).config_from_state_dict(FDIWN(scale=4, num_groups=2).state_dict())  # FDIWN-M
     assert cfg is not None and (cfg["num_groups"], cfg["preset"]) == (2, "auto")
 
 
@@ -96,8 +97,8 @@ def test_file_matching_nothing_lists_the_networks_tried(tmp_path):
     torch.save({"conv.weight": torch.zeros(4, 3, 3, 3), "conv.bias": torch.zeros(4)}, tmp_path / "other.pth")
     with pytest.raises(ValueError, match="no network of this package") as err:
         detect_model(tmp_path / "other.pth")
-    for target in model_targets():
-        assert target.rsplit(".", 1)[-1] in str(err.value)
+    for arch in ARCHITECTURES:
+        assert arch.name in str(err.value)
 
 
 @pytest.mark.shared

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 import sr_lightning.archs.edbb_branches as edbb_branches
+from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.edbb import BRANCHES, EDBB, make_edbb, set_edbb_mode
 from sr_lightning.archs.efdn import EFDN
 from sr_lightning.archs.reparam import network_form, reparameterize_model
@@ -238,7 +239,9 @@ def test_model_config_defaults_to_online_training_form(tmp_path: Path) -> None:
 def test_official_deploy_weights_load_into_folded_default_model(
     official_weights_dir: Path, benchmark_dir: Path, tmp_path: Path
 ) -> None:
-    sd = EFDN.convert_official(torch.load(official_weights_dir / "efdn_x4_official.pth", weights_only=True))
+    sd = architecture_of(EFDN).convert_official(
+        torch.load(official_weights_dir / "efdn_x4_official.pth", weights_only=True)
+    )
     net = instantiate(compose_cfg("train", ["model=efdn", "scale=4"], tmp_path).model).eval()
     reparameterize_model(net)
     net.load_state_dict(sd, strict=True)

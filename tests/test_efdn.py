@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.efdn import EFDN
 
 
@@ -80,15 +81,15 @@ def test_conv3x3_factory_used_for_exactly_the_edbb_slots() -> None:
 def test_official_weights_load_strictly(official_weights_dir: Path, scale: int) -> None:
     official = _load_official(official_weights_dir, scale)
     assert len(official) == 142
-    converted = EFDN.convert_official(official)
+    converted = architecture_of(EFDN).convert_official(official)
     model = EFDN(scale=scale)
     model.load_state_dict(converted, strict=True)
     assert _n_params(model) == sum(v.numel() for v in official.values())
     # Our own keys (or anything else) are not an official layout: clear error.
     with pytest.raises(ValueError, match="official EFDN deploy"):
-        EFDN.convert_official(model.state_dict())
+        architecture_of(EFDN).convert_official(model.state_dict())
     with pytest.raises(ValueError, match="training-form"):
-        EFDN.convert_official({**official, "cells.0.conv2.conv1x1_sbx.k0": torch.zeros(1)})
+        architecture_of(EFDN).convert_official({**official, "cells.0.conv2.conv1x1_sbx.k0": torch.zeros(1)})
 
 
 def _y_psnr(sr: np.ndarray, hr: np.ndarray, shave: int) -> float:
@@ -110,7 +111,7 @@ def _to_uint8(t: torch.Tensor) -> np.ndarray:
 def test_official_x4_butterfly_psnr(official_weights_dir: Path, benchmark_dir: Path) -> None:
     scale = 4
     model = EFDN(scale=scale).eval()
-    model.load_state_dict(EFDN.convert_official(_load_official(official_weights_dir, scale)))
+    model.load_state_dict(architecture_of(EFDN).convert_official(_load_official(official_weights_dir, scale)))
     set5 = benchmark_dir / "Set5"
     lr = np.array(Image.open(set5 / "LR_bicubic/X4/butterflyx4.png").convert("RGB"))
     hr = np.array(Image.open(set5 / "HR/butterfly.png").convert("RGB"))

@@ -9,6 +9,7 @@ from compose import compose_cfg
 from hydra.utils import instantiate
 from torch import nn
 
+from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.fdiwn import FDIWN, default_schedule
 from sr_lightning.archs.weight_norm import LEGACY_NAMES, fold_weight_norm, has_weight_norm
 from sr_lightning.data.benchmark import BenchmarkDataset
@@ -68,7 +69,7 @@ def test_official_checkpoint_loads_strictly(scale: int, official_weights_dir) ->
     assert len(sd) == 1591 and sum(k.endswith(".weight_g") for k in sd) == 198
     net = FDIWN(scale=scale)
     assert load_weights(net, official_weights_dir / f"fdiwn_x{scale}_official.pt") == "official"
-    converted = FDIWN.convert_official(sd)
+    converted = architecture_of(FDIWN).convert_official(sd)
     for key, value in net.state_dict().items():
         assert torch.equal(value, converted[key]), key
     # the trained (not DIV2K-mean) shifts are loaded
@@ -82,14 +83,14 @@ def test_official_checkpoint_loads_strictly(scale: int, official_weights_dir) ->
 def test_converter_rejects_other_layouts(official_weights_dir) -> None:
     sd = _official(official_weights_dir, 4)
     with pytest.raises(ValueError, match="not an official FDIWN"):
-        FDIWN.convert_official({**sd, "Li1.MY1.srb1.extra.weight": torch.zeros(1)})
+        architecture_of(FDIWN).convert_official({**sd, "Li1.MY1.srb1.extra.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="not an official FDIWN"):
-        FDIWN.convert_official({"head.0.weight": torch.zeros(1)})
+        architecture_of(FDIWN).convert_official({"head.0.weight": torch.zeros(1)})
     with pytest.raises(ValueError, match="not an official FDIWN"):
-        FDIWN.convert_official({})
+        architecture_of(FDIWN).convert_official({})
     # the parametrization names (an official model built with the new weight-norm API) map to the same keys
     renamed = {legacy_weight_norm_key(k): v for k, v in sd.items()}
-    assert FDIWN.convert_official(renamed).keys() == FDIWN.convert_official(sd).keys()
+    assert architecture_of(FDIWN).convert_official(renamed).keys() == architecture_of(FDIWN).convert_official(sd).keys()
 
 
 def test_official_fdiwn_m_layout_mismatch_is_reported(official_weights_dir) -> None:
@@ -128,7 +129,7 @@ def test_folded_official_state_dict_loads_into_folded_network(official_weights_d
     fold_weight_norm(ref)
     net = FDIWN(scale=2)
     fold_weight_norm(net)
-    net.load_state_dict(FDIWN.convert_official(folded_sd), strict=True)
+    net.load_state_dict(architecture_of(FDIWN).convert_official(folded_sd), strict=True)
     mine = net.state_dict()
     assert len(mine) == 1591 - 198
     normed = {f"{name}.weight" for name, m in FDIWN(scale=2).named_modules() if has_weight_norm(m)}

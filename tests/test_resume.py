@@ -113,7 +113,10 @@ def test_leftover_of_a_killed_write_is_never_taken_for_a_checkpoint(tmp_path, re
     AtomicCheckpointIO().save_checkpoint(torch.load(real_ckpt, weights_only=False), target)
     old = target.stat().st_mtime
     # What a SIGKILL during torch.save leaves: the temp file with the first half of a checkpoint, newer than target.
-    leftover = target.parent / f".last.ckpt.{os.getpid() + 1}.deadbeef.tmp"
+    # Its writer's PID is one of a process that has ended: a live writer's file would be kept (a write in progress).
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    leftover = target.parent / f".last.ckpt.{killed.pid}.deadbeef.tmp"
     leftover.write_bytes(real_ckpt.read_bytes()[: real_ckpt.stat().st_size // 2])
     os.utime(leftover, (old + 60, old + 60))
 

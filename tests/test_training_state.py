@@ -170,7 +170,7 @@ def test_training_form_weights_load_into_a_deploy_form_network(tmp_path):
     for k, v in trained.state_dict().items():  # the same fold of the same tensors
         assert torch.equal(deploy.state_dict()[k], v), k
 
-    # A file without a usable config (a foreign _target_ is never built) keeps the clear mismatch error.
+    # A file whose config names a foreign _target_ is never built: refused when read, naming the file and the key.
     save_weights(instantiate(cfg), tmp_path / "foreign.pth", {"model": {**cfg, "_target_": "os.system"}})
-    with pytest.raises(RuntimeError, match="does not fit EFDN"):
+    with pytest.raises(ValueError, match=r"foreign\.pth: model config key '_target_' = 'os\.system' is not one of"):
         load_weights(EFDN(scale=2, channels=16, num_blocks=3, esa_channels=4), tmp_path / "foreign.pth")

@@ -49,9 +49,9 @@ def networks(cfg: DictConfig) -> tuple[nn.Module, nn.Module, int, dict[str, Any]
     if cfg.get("weights"):
         if model is not None:
             model.pop("scale", None)  # the file's (or `scale=`'s) scale
-        detected = detect_model(cfg.weights, model, cfg.get("scale"))
-        net = build_network(detected.config)
-        load_weights(net, cfg.weights)  # folds `net` when the file holds the deploy form
+        detected = detect_model(cfg.weights, model, cfg.get("scale"))  # reads the file once
+        net = build_network(detected.config, str(cfg.weights))
+        load_weights(net, detected.file)  # folds `net` when the file holds the deploy form
         extra: dict[str, Any] = {"network": _model_choice() or detected.name, "weights": str(cfg.weights)}
         found = None if has_training_form(net) else training_form_from_config(detected.config, net)
         if found is None:  # the file holds the training form (or no training form is known)

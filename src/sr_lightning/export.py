@@ -4,7 +4,11 @@ Examples:
     python -m sr_lightning.export weights=../shared/weights/official/efdn_x4_official.pth format=onnx output=efdn.onnx
     python -m sr_lightning.export weights=logs/train/runs/<run>/weights/model.pth format=safetensors
 The exported file (except `official`) carries the model description, so `upscale` / `test` / `load_model` take it
-alone. With `check=true` (default) it is reloaded and compared with PyTorch at two input sizes.
+alone. The export is written to a hidden temporary file beside `output`; with `check=true` (default) that file is
+reloaded and compared with PyTorch at two input sizes, and only a file that passes is renamed to `output`: a failed
+check leaves nothing under the final name. `output` may not be the weights file itself. TorchScript is a program,
+loaded only when chosen (`.ts` / `.torchscript`, or `backend=torchscript`), so its output takes such a name: a
+weights-like name (`.pth`, `.pt`, `.ckpt`, `.safetensors`) is refused.
 """
 
 from __future__ import annotations
@@ -23,11 +27,31 @@ from sr_lightning.exporters.onnx import export_onnx
 from sr_lightning.exporters.safetensors import export_safetensors
 from sr_lightning.exporters.torchscript import export_torchscript
 from sr_lightning.inference.loading import load_model, load_network
+from sr_lightning.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 register_resolvers()
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "safetensors": ".safetensors", "official": ".pth"}
+#: names that the weights reader takes for state dicts: a program (TorchScript) under one would be refused on loading
+WEIGHTS_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
+#: how each format's check reloads the file (programs only by explicit choice)
+CHECK_BACKENDS = {"onnx": "onnx", "torchscript": "torchscript", "safetensors": "weights"}
+
+
+def output_path(cfg: DictConfig) -> Path:
+    """Where the export goes; ValueError for the weights file itself or a TorchScript file under a weights name."""
+    out = Path(cfg.output or Path(cfg.paths.output_dir) / (Path(cfg.weights).stem + SUFFIXES[cfg.format]))
+    if out.expanduser().resolve() == Path(cfg.weights).expanduser().resolve():
+        raise ValueError(
+            f"output={out} is the weights file itself: exporting over it would lose it; choose another name"
+        )
+    if cfg.format == "torchscript" and out.suffix.lower() in WEIGHTS_SUFFIXES:
+        raise ValueError(
+            f"output={out}: a TorchScript program under a weights name ({out.suffix}) would be refused when loaded; "
+            "name it *.ts or *.torchscript"
+        )
+    return out
 
 
 def export(cfg: DictConfig) -> Path:
@@ -37,7 +61,7 @@ def export(cfg: DictConfig) -> Path:
     model = OmegaConf.to_container(cfg.model, resolve=False) if cfg.get("model") else None
     if model is not None:
         model.pop("scale", None)
-    out = Path(cfg.output or Path(cfg.paths.output_dir) / (Path(cfg.weights).stem + SUFFIXES[cfg.format]))
+    out = output_path(cfg)
     if cfg.format == "official":
         net, detected = load_network(cfg.weights, model, cfg.get("scale"))
         export_official(net, out)
@@ -46,19 +70,20 @@ def export(cfg: DictConfig) -> Path:
     net = load_model(cfg.weights, model, cfg.get("scale"))
     if not isinstance(net, torch.nn.Module) or isinstance(net, torch.jit.ScriptModule):
         raise ValueError(f"{cfg.weights} is already an export; export from a weights file or checkpoint")
-    if cfg.format == "onnx":
-        export_onnx(net, out, opset=int(cfg.opset), fp16=bool(cfg.fp16), dynamo=bool(cfg.dynamo))
-    elif cfg.format == "torchscript":
-        export_torchscript(net, out)
-    else:
-        export_safetensors(net, out)
+    with atomic_path(out, fsync=True) as staged:  # checked under a hidden name, renamed only if it passes
+        if cfg.format == "onnx":
+            export_onnx(net, staged, opset=int(cfg.opset), fp16=bool(cfg.fp16), dynamo=bool(cfg.dynamo))
+        elif cfg.format == "torchscript":
+            export_torchscript(net, staged)
+        else:
+            export_safetensors(net, staged)
+        if cfg.check:
+            diff = max_difference(net, staged, backend=CHECK_BACKENDS[cfg.format])
+            tol = float(cfg.check_tolerance) * (10 if cfg.fp16 else 1)
+            log.info("check: max |export - PyTorch| = %.3g on [0, 1] (tolerance %.3g)", diff, tol)
+            if diff > tol:
+                raise RuntimeError(f"{out}: the export differs from PyTorch by {diff:.3g} > {tol:.3g}; not written")
     log.info("wrote %s (%s)", out, cfg.format)
-    if cfg.check:
-        diff = max_difference(net, out)
-        tol = float(cfg.check_tolerance) * (10 if cfg.fp16 else 1)
-        log.info("check: max |export - PyTorch| = %.3g on [0, 1] (tolerance %.3g)", diff, tol)
-        if diff > tol:
-            raise RuntimeError(f"{out}: the export differs from PyTorch by {diff:.3g} > {tol:.3g}")
     return out
 
 
@@ -71,9 +96,15 @@ def probe_image(n: int, h: int, w: int) -> torch.Tensor:
     return torch.stack(channels)[None].expand(n, -1, -1, -1).contiguous()
 
 
-def max_difference(net: Any, path: str | Path, sizes: tuple[tuple[int, int], ...] = ((48, 64), (71, 53))) -> float:
-    """Largest |exported - PyTorch| over the outputs for `probe_image` inputs of two sizes (batch 2 for the second)."""
-    exported = load_model(path)
+def max_difference(
+    net: Any,
+    path: str | Path,
+    sizes: tuple[tuple[int, int], ...] = ((48, 64), (71, 53)),
+    backend: str | None = None,
+) -> float:
+    """Largest |exported - PyTorch| over the outputs for `probe_image` inputs of two sizes (batch 2 for the second);
+    `backend` as for `load_model` (the staged file's name does not choose it)."""
+    exported = load_model(path, backend=backend)
     worst = 0.0
     side = max(int(getattr(net, "min_input_size", 1)), 1)
     for i, (h, w) in enumerate(sizes):

@@ -32,6 +32,7 @@ from sr_lightning.profiling import measure_complexity, write_complexity_json
 from sr_lightning.utils.instantiate import build, loggable_config
 from sr_lightning.utils.report import report
 from sr_lightning.utils.resume import find_resume_checkpoint, wandb_run_id
+from sr_lightning.utils.run_lock import run_dir_lock
 from sr_lightning.utils.sweep_summary import write_summary
 from sr_lightning.utils.wandb_logging import (
     finish_wandb_runs,
@@ -96,7 +97,7 @@ def train(cfg: DictConfig) -> dict:
         logger.log_metrics(model_sizes, step=0)
     log_summary(trainer.loggers, model_sizes)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)  # files are data
     code = preemption_exit_code(trainer)
     if code is not None:  # pre-empted: last.ckpt is written; no test, no export; the scheduler requeues
         log.warning("pre-empted at step %d: exiting with %d (resume with resume=auto)", trainer.global_step, code)
@@ -161,9 +162,10 @@ def train(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns `optimized_metric` (default: the last validation PSNR) for sweepers."""
-    log.info("output dir: %s", HydraConfig.get().runtime.output_dir)
-    # the next job of a multirun in this process starts its own DDP processes and W&B run
-    with ddp_job_scope(), wandb_run_closed_on_error():
+    # one run at a time in a run directory (a second one exits here); the next job of a multirun in this process
+    # starts its own DDP processes and W&B run
+    with run_dir_lock(HydraConfig.get().runtime.output_dir), ddp_job_scope(), wandb_run_closed_on_error():
+        log.info("output dir: %s", HydraConfig.get().runtime.output_dir)
         metrics = train(cfg)
     name = cfg.get("optimized_metric", "val/psnr")
     if name not in metrics and HydraConfig.get().mode == RunMode.MULTIRUN:

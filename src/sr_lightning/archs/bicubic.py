@@ -25,8 +25,9 @@ TAPS: tuple[int, ...] = (-2, -1, 0, 1, 2)
 def phase_weights(scale: int) -> list[list[float]]:
     """MATLAB's bicubic weights of the five taps ``k - 2 .. k + 2`` for each output phase ``p`` of ``scale``
     (row ``p``), computed in float64 and normalised to sum 1 as MATLAB's ``contributions`` does."""
-    offsets = (torch.arange(scale, dtype=torch.float64) + 0.5) / scale - 0.5
-    w = cubic_kernel(offsets[:, None] - torch.tensor(TAPS, dtype=torch.float64)[None, :])
+    # on the CPU explicitly: a network is also built under torch.device("meta") to size it (archs/model_config.py)
+    offsets = (torch.arange(scale, dtype=torch.float64, device="cpu") + 0.5) / scale - 0.5
+    w = cubic_kernel(offsets[:, None] - torch.tensor(TAPS, dtype=torch.float64, device="cpu")[None, :])
     return (w / w.sum(dim=1, keepdim=True)).tolist()
 
 

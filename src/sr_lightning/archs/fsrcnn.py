@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sr_lightning.archs.architecture import EDBB_FACTORY, Architecture
 from sr_lightning.archs.conv3x3_detect import conv3x3_config
 from sr_lightning.archs.efdn.network import Conv3x3Factory, plain_conv3x3
 
@@ -99,21 +100,29 @@ class FSRCNN(nn.Module):
         # the offset grows); the learnt kernel absorbs it.
         return self.deconv(self.expand_act(self.expand(x)))
 
-    @staticmethod
-    def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-        """The model config (``_target_`` form) of a state dict in our key naming, from its keys and shapes; None when
-        it is no FSRCNN. Without ``scale``: no shape shows it (the detection's fit check builds the default scale)."""
-        sd = state_dict
-        if not {"feature.weight", "shrink.weight", "expand.weight", "deconv.weight"} <= set(sd):
-            return None
-        layers = {int(m.group(1)) for k in sd if (m := re.match(r"mapping_act\.(\d+)\.", k))}
-        shrink = int(sd["shrink.weight"].shape[0])
-        return {
-            "_target_": TARGET,
-            "in_channels": int(sd["feature.weight"].shape[1]),
-            "out_channels": int(sd["deconv.weight"].shape[1]),
-            "feature_channels": int(sd["feature.weight"].shape[0]),
-            "shrink_channels": shrink,
-            "mapping_layers": len(layers),
-            "conv3x3": conv3x3_config(sd, "mapping.0.", shrink) if layers else None,
-        }
+
+def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The model config (``_target_`` form) of a state dict in our key naming, from its keys and shapes; None when
+    it is no FSRCNN. Without ``scale``: no shape shows it (the detection's fit check builds the default scale)."""
+    sd = state_dict
+    if not {"feature.weight", "shrink.weight", "expand.weight", "deconv.weight"} <= set(sd):
+        return None
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"mapping_act\.(\d+)\.", k))}
+    shrink = int(sd["shrink.weight"].shape[0])
+    return {
+        "_target_": TARGET,
+        "in_channels": int(sd["feature.weight"].shape[1]),
+        "out_channels": int(sd["deconv.weight"].shape[1]),
+        "feature_channels": int(sd["feature.weight"].shape[0]),
+        "shrink_channels": shrink,
+        "mapping_layers": len(layers),
+        "conv3x3": conv3x3_config(sd, "mapping.0.", shrink) if layers else None,
+    }
+
+
+ARCHITECTURE = Architecture(
+    cls=FSRCNN,
+    target=TARGET,
+    config_from_state_dict=config_from_state_dict,
+    training_options={"conv3x3": EDBB_FACTORY},
+)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from sr_lightning.archs.architecture import EDBB_FACTORY, Architecture
 from sr_lightning.archs.bicubic import MatlabBicubicUpsample
 from sr_lightning.archs.conv3x3_detect import conv3x3_config
 from sr_lightning.archs.efdn.network import Conv3x3Factory, plain_conv3x3
@@ -83,20 +84,28 @@ class VDSR(nn.Module):
             feat = self.act(conv(feat))
         return self.tail(feat) + upsampled  # VDSR's residual learning: the network predicts HR - bicubic
 
-    @staticmethod
-    def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-        """The model config (``_target_`` form) of a state dict in our key naming, from its keys and shapes; None when
-        it is no VDSR. Without ``scale``: no shape shows it (the detection's fit check builds the default scale)."""
-        sd = state_dict
-        if not {"head.weight", "tail.weight"} <= set(sd) or any(not re.match(r"(head|body|tail)\.", k) for k in sd):
-            return None
-        layers = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
-        channels, in_channels = (int(n) for n in sd["head.weight"].shape[:2])
-        return {
-            "_target_": TARGET,
-            "in_channels": in_channels,
-            "out_channels": int(sd["tail.weight"].shape[0]),
-            "channels": channels,
-            "num_layers": len(layers) + 2,
-            "conv3x3": conv3x3_config(sd, "body.0.", channels) if layers else None,
-        }
+
+def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
+    """The model config (``_target_`` form) of a state dict in our key naming, from its keys and shapes; None when
+    it is no VDSR. Without ``scale``: no shape shows it (the detection's fit check builds the default scale)."""
+    sd = state_dict
+    if not {"head.weight", "tail.weight"} <= set(sd) or any(not re.match(r"(head|body|tail)\.", k) for k in sd):
+        return None
+    layers = {int(m.group(1)) for k in sd if (m := re.match(r"body\.(\d+)\.", k))}
+    channels, in_channels = (int(n) for n in sd["head.weight"].shape[:2])
+    return {
+        "_target_": TARGET,
+        "in_channels": in_channels,
+        "out_channels": int(sd["tail.weight"].shape[0]),
+        "channels": channels,
+        "num_layers": len(layers) + 2,
+        "conv3x3": conv3x3_config(sd, "body.0.", channels) if layers else None,
+    }
+
+
+ARCHITECTURE = Architecture(
+    cls=VDSR,
+    target=TARGET,
+    config_from_state_dict=config_from_state_dict,
+    training_options={"conv3x3": EDBB_FACTORY},
+)

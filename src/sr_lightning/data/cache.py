@@ -7,7 +7,7 @@ Modes:
   so every worker and every later run shares them through the OS page cache. An entry's key hashes the
   source file's resolved path, mtime, size and a tag (e.g. ``"decoded"`` or ``"bicubic_x4"``): a changed or
   replaced source file gets a new key, so stale entries are never reused. Files are written atomically
-  (temporary file + ``os.replace``), so concurrent workers and interrupted runs never see half a file.
+  (`sr_lightning.utils.atomic`), so concurrent workers and interrupted runs never see half a file.
 - ``"none"``: no caching.
 """
 
@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from sr_lightning.utils.atomic import atomic_open
 
 __all__ = ["CACHE_MODES", "ImageCache", "default_cache_dir"]
 
@@ -103,12 +104,6 @@ class ImageCache:
 
 
 def _atomic_save(target: Path, arr: np.ndarray) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # no fsync: an entry lost in a crash is only decoded again
+    with atomic_open(target, "wb") as f:
+        np.save(f, arr, allow_pickle=False)

@@ -3,7 +3,13 @@
 ``download`` keeps a partial transfer in ``<dest>.part`` and resumes it with an HTTP ``Range`` request
 (falling back to a full transfer when the server ignores the range), retries dropped connections, checks the
 size and SHA-256 (or MD5) when known, and only then renames the file to ``dest``. A file that fails the check
-is moved aside to ``<dest>.bad`` (never silently reused) and a :class:`ChecksumError` is raised.
+is moved aside to ``<dest>.bad`` (never silently reused) and a :class:`ChecksumError` is raised. A full disk stops
+the transfer at once (no retries) with the helper's "disk full ... while writing" error; the bytes so far stay in
+``<dest>.part`` for the next run to resume.
+
+``extract`` is all or nothing: the archive is extracted into a hidden staging folder inside the destination, and
+its files are moved into place only once every member is out; members or links that would land outside the
+destination are refused before anything is written (see :func:`extract`).
 
 Not torchvision's ``download_url`` or pooch: neither is a dependency, and both restart an interrupted multi-GB
 DIV2K / Flickr2K transfer from byte 0 instead of resuming it.
@@ -14,11 +20,13 @@ CLI: ``python -m sr_lightning.data.download div2k-x4 benchmark --root /data`` (`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import http.client
 import logging
 import os
 import re
+import shutil
 import sys
 import tarfile
 import time
@@ -31,6 +39,14 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from sr_lightning.data.archives import ARCHIVES, GROUPS, Archive
+from sr_lightning.utils.atomic import (
+    atomic_write_text,
+    full_disk_errno,
+    move_into_place,
+    raise_if_disk_full,
+    remove_stale_temps,
+    temp_path,
+)
 
 __all__ = ["ARCHIVES", "GROUPS", "Archive", "ChecksumError", "DownloadError", "download", "extract", "fetch"]
 
@@ -78,8 +94,7 @@ def _set_aside(path: Path, dest: Path) -> Path:
     while bad.exists():
         bad = dest.with_name(f"{dest.name}.bad{n}")
         n += 1
-    os.replace(path, bad)
-    return bad
+    return move_into_place(path, bad)
 
 
 def _transfer(url: str, part: Path, size: int | None, progress: bool, timeout: float, chunk: int) -> None:
@@ -134,6 +149,8 @@ def _transfer(url: str, part: Path, size: int | None, progress: bool, timeout: f
 def _retriable(e: BaseException) -> bool:
     if isinstance(e, HTTPError):
         return e.code >= 500 or e.code in (408, 429)
+    if full_disk_errno(e) is not None:  # waiting does not free space
+        return False
     return isinstance(e, OSError | http.client.HTTPException | _Incomplete)
 
 
@@ -173,6 +190,7 @@ def download(
             _transfer(url, part, size, progress, timeout, chunk_size)
             break
         except Exception as e:
+            raise_if_disk_full(e, part, kept="the bytes so far are kept there and the next run resumes from them")
             if not _retriable(e) or attempt == retries:
                 raise DownloadError(f"download of {url} failed: {e} (partial file kept: {part})") from e
             log.warning("download of %s interrupted (%s); retry %d/%d", url, e, attempt + 1, retries)
@@ -184,40 +202,140 @@ def download(
     except ChecksumError as e:
         bad = _set_aside(part, dest)
         raise ChecksumError(f"{e} (downloaded from {url}; bad file kept aside as {bad})") from None
-    os.replace(part, dest)
-    return dest
+    return move_into_place(part, dest)  # the verified .part is the complete file: rename it, no copy
 
 
 def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike, progress: bool = False) -> Path:
-    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir``; members may not escape it."""
+    """Extract a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir``, all or nothing; returns ``dest_dir``.
+
+    Every member name and link target is checked before anything is written: one that would land outside
+    ``dest_dir`` (absolute, ``..``, a link pointing out), or a device or fifo, refuses the whole archive. The members
+    are extracted into a hidden staging folder inside ``dest_dir`` (same file system) and moved into place by
+    renames only once all are out; a file of the same name already there is replaced. Any failure (damaged archive,
+    full disk, interrupt) removes the staging folder and puts back what the move had replaced, so ``dest_dir`` is
+    left as it was and nothing of the archive remains.
+    """
     archive, dest_dir = Path(archive), Path(dest_dir).expanduser()
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    root = dest_dir.resolve()
     if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in tqdm(zf.infolist(), desc=f"extract {archive.name}", disable=not progress):
-                _check_inside(root, info.filename)
-                zf.extract(info, dest_dir)
+        extract_into = _extract_zip
     elif tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as tf:
-            members = tf.getmembers()
-            for m in members:
-                _check_inside(root, m.name)
-                if m.issym() or m.islnk():
-                    _check_inside(root, os.path.join(os.path.dirname(m.name), m.linkname))
-            for m in tqdm(members, desc=f"extract {archive.name}", disable=not progress):
-                if hasattr(tarfile, "data_filter"):
-                    tf.extract(m, dest_dir, filter="data")
-                else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
-                    tf.extract(m, dest_dir)
+        extract_into = _extract_tar
     else:
         raise ValueError(f"{archive} is neither a zip nor a tar archive")
+    created = _missing_folders(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest_dir / archive.name)  # staging folders of an extraction killed earlier
+    staging = temp_path(dest_dir / archive.name, keep_suffix=False)
+    staging.mkdir()
+    replaced = temp_path(dest_dir / archive.name, keep_suffix=False)  # files the move replaces, until it succeeds
+    try:
+        extract_into(archive, staging, dest_dir, progress)
+        _move_into(staging, dest_dir, replaced)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # deepest first; only while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise_if_disk_full(err, dest_dir, kept=f"nothing of {archive.name} was left there")
+        raise
+    finally:
+        shutil.rmtree(replaced, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)  # the folders whose contents were merged into existing ones
     return dest_dir
 
 
-def _check_inside(root: Path, name: str) -> None:
-    if os.path.isabs(name) or not (root / name).resolve().is_relative_to(root):
-        raise DownloadError(f"archive member {name!r} would be extracted outside {root}")
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _check_inside(root: Path, name: str, archive: Path, dest_dir: Path, what: str = "member") -> None:
+    if os.path.isabs(name) or not (root / name).resolve().is_relative_to(root.resolve()):
+        raise DownloadError(
+            f"{archive}: {what} {name!r} would land outside {dest_dir}; nothing was extracted "
+            "(a damaged or hostile archive: do not use it)"
+        )
+
+
+def _extract_zip(archive: Path, staging: Path, dest_dir: Path, progress: bool) -> None:
+    # zipfile writes links as plain files holding the target's name, so only the member names need checking
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        for info in infos:
+            _check_inside(staging, info.filename, archive, dest_dir)
+        for info in tqdm(infos, desc=f"extract {archive.name}", disable=not progress):
+            zf.extract(info, staging)
+
+
+def _extract_tar(archive: Path, staging: Path, dest_dir: Path, progress: bool) -> None:
+    with tarfile.open(archive) as tf:
+        members = tf.getmembers()
+        for m in members:
+            _check_inside(staging, m.name, archive, dest_dir)
+            if m.issym():  # relative to the link's folder
+                target = os.path.join(os.path.dirname(m.name), m.linkname)
+                _check_inside(staging, target, archive, dest_dir, f"link {m.name!r} ->")
+            elif m.islnk():  # a hard link names another member, relative to the archive root
+                _check_inside(staging, m.linkname, archive, dest_dir, f"hard link {m.name!r} ->")
+            elif not (m.isfile() or m.isdir()):
+                raise DownloadError(f"{archive}: member {m.name!r} is a device or fifo; nothing was extracted")
+        for m in tqdm(members, desc=f"extract {archive.name}", disable=not progress):
+            if hasattr(tarfile, "data_filter"):  # checks again as it writes, through links already extracted
+                try:
+                    tf.extract(m, staging, filter="data")
+                except tarfile.FilterError as err:
+                    raise DownloadError(f"{archive}: {err}; nothing was extracted") from err
+            else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
+                tf.extract(m, staging)
+
+
+def _plan_moves(staged: Path, dest: Path) -> list[tuple[Path, Path]]:
+    """The renames that put the tree under ``staged`` into ``dest``: a whole folder where ``dest`` has none of that
+    name, else its entries one by one (a file or link replaces one of the same name). A folder against a file or
+    link of the same name, or the reverse, raises before anything moves (a folder is never merged through a link)."""
+    moves: list[tuple[Path, Path]] = []
+    for entry in sorted(staged.iterdir()):
+        target = dest / entry.name
+        entry_dir = entry.is_dir() and not entry.is_symlink()
+        target_dir = target.is_dir() and not target.is_symlink()
+        if not os.path.lexists(target) or not (entry_dir or target_dir):
+            moves.append((entry, target))
+        elif entry_dir and target_dir:
+            moves += _plan_moves(entry, target)
+        else:
+            kind = "a folder" if target_dir else "a link" if target.is_symlink() else "a file"
+            raise DownloadError(
+                f"cannot extract into {target}: it is {kind} where the archive has "
+                f"{'a folder' if entry_dir else 'a file'}; move it away and run again (nothing was extracted)"
+            )
+    return moves
+
+
+def _move_into(staging: Path, dest_dir: Path, replaced: Path) -> None:
+    """Carry out `_plan_moves`; on failure undo the renames done, putting back the files they replaced."""
+    done: list[tuple[Path, Path, Path | None]] = []  # (staged, target, where the replaced file went)
+    try:
+        for i, (staged, target) in enumerate(_plan_moves(staging, dest_dir)):
+            old = None
+            if os.path.lexists(target):
+                replaced.mkdir(exist_ok=True)
+                old = move_into_place(target, replaced / str(i))
+            done.append((staged, target, old))
+            move_into_place(staged, target)
+    except BaseException:
+        for staged, target, old in reversed(done):
+            if not os.path.lexists(staged) and os.path.lexists(target):  # moved: take it out again
+                if target.is_dir() and not target.is_symlink():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+            if old is not None:
+                move_into_place(old, target)
+        raise
 
 
 def fetch(
@@ -241,7 +359,7 @@ def fetch(
     if not extract_archive:
         return path
     extract(path, target, progress=progress)
-    marker.write_text(a.url + "\n")
+    atomic_write_text(marker, a.url + "\n")
     if not keep_archive:
         path.unlink()
     return target

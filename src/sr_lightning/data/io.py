@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from sr_lightning.ops.pixels import to_uint8
+from sr_lightning.utils.atomic import atomic_path
 
 __all__ = ["SUPPORTED_MODES", "BadImageError", "load_image", "save_image"]
 
@@ -112,5 +113,5 @@ def save_image(path: str | Path, img: np.ndarray | torch.Tensor) -> None:
         arr = arr[:, :, 0]
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"save_image expects HxWx3 / HxW (or a 3xHxW tensor), got shape {arr.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
+    with atomic_path(path) as tmp:  # never half an image under the final name
+        Image.fromarray(arr).save(tmp)

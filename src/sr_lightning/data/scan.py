@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,7 @@ import PIL
 from tqdm import tqdm
 
 from sr_lightning.data.io import BadImageError, load_image
+from sr_lightning.utils.atomic import atomic_write_text
 
 __all__ = ["FileCheck", "check_image", "default_workers", "scan_cache_dir", "scan_images"]
 
@@ -102,16 +102,8 @@ def _read_cache(file: Path) -> dict[str, dict]:
 
 
 def _write_cache(file: Path, folder: Path, entries: dict[str, dict]) -> None:
-    """Atomic write (temporary file + os.replace): concurrent runs and DDP ranks never read half a file."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=file.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"version": _CACHE_KEY, "folder": str(folder), "files": entries}, f)
-        os.replace(tmp, file)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomic write: concurrent runs and DDP ranks never read half a file."""
+    atomic_write_text(file, json.dumps({"version": _CACHE_KEY, "folder": str(folder), "files": entries}))
 
 
 def scan_images(

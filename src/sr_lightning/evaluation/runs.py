@@ -34,8 +34,8 @@ class MethodResult:
 
 def load_method_network(method: Method) -> nn.Module:
     """The method's network with its weights, in the deploy form (what is scored and what is deployed)."""
-    net = build_network(method.detected.config)
-    kind = load_weights(net, method.weights)
+    net = build_network(method.detected.config, method.weights)
+    kind = load_weights(net, method.detected.file or method.weights)
     folded = to_deploy_form(net)
     log.info("%s: %s (%s), x%d, folded %s", method.column, method.weights, kind, method.scale, folded)
     return net

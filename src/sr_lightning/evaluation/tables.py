@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sr_lightning.evaluation.runs import MethodResult
-from sr_lightning.utils.atomic import atomic_path
+from sr_lightning.utils.atomic import atomic_write_text
 
 #: what each score column means (written into table.json and under the Markdown tables)
 CONVENTIONS = {
@@ -208,9 +208,4 @@ def write_tables(table: BenchmarkTable, out_dir: str | Path, **meta: Any) -> dic
         )
         + "\n",
     }
-    paths = {}
-    for name, text in texts.items():
-        with atomic_path(out / name) as tmp:
-            tmp.write_text(text)
-        paths[name] = out / name
-    return paths
+    return {name: atomic_write_text(out / name, text) for name, text in texts.items()}

@@ -12,18 +12,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.reparam import reparameterize_model
-from sr_lightning.utils.atomic import atomic_path
+from sr_lightning.utils.atomic import atomic_open
 
 
 def export_official(net: nn.Module, path: str | Path) -> Path:
     """Save `net` (as loaded, not folded) in its network's official layout (``to_official``) as a plain state dict."""
-    to_official = getattr(type(net), "to_official", None)
+    arch = architecture_of(net)
+    to_official = arch.to_official if arch is not None else None
     if to_official is None:
         raise ValueError(f"{type(net).__name__} has no official key layout to export to")
     reparameterize_model(net)  # EDBB-like blocks only (EFDN's official layout is deploy); weight norm stays
     sd = to_official({k: v.detach().cpu() for k, v in net.state_dict().items()})
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.save(sd, tmp)
+    with atomic_open(path, "wb", fsync=True) as f:  # a file object: a full disk says so (utils/atomic.py)
+        torch.save(sd, f)
     return path

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sr_lightning.exporters import META_KEY, export_meta
-from sr_lightning.utils.atomic import atomic_path
+from sr_lightning.utils.atomic import atomic_open
 
 #: the extra file holding our metadata inside the TorchScript archive
 EXTRA_FILE = f"{META_KEY}.json"
@@ -25,6 +25,6 @@ def export_torchscript(net: nn.Module, path: str | Path) -> Path:
         warnings.simplefilter("ignore")  # TracerWarnings about Python ints from sizes (traced as ops)
         traced = torch.jit.trace(net, torch.rand(1, 3, side, side), check_trace=False)
     path = Path(path)
-    with atomic_path(path) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={EXTRA_FILE: json.dumps(export_meta(net))})
+    with atomic_open(path, "wb") as f:  # a file object: a full disk says so (utils/atomic.py)
+        torch.jit.save(traced, f, _extra_files={EXTRA_FILE: json.dumps(export_meta(net))})
     return path

@@ -2,12 +2,14 @@
 `.scale`, `.min_input_size`, `.label`): ONNX through onnxruntime, TorchScript through `torch.jit.load`.
 
 Both read the metadata that `sr_lightning.exporters` writes; an export without it is refused (its scale is unknown).
+These files are programs: they run only when the user chose them, by their own extension (`.onnx`; `.ts` or
+`.torchscript`) or an explicit ``backend=onnx|torchscript``. The file's contents never decide that it runs: the
+same archive under a weights name (`.pth`, `.pt`, `.ckpt`, `.safetensors`) is refused by the weights reader.
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +50,6 @@ class OnnxBackend:
         return torch.from_numpy(self.session.run(None, feed)[0]).float()
 
 
-def is_torchscript(path: Path) -> bool:
-    """A TorchScript archive: a zip holding compiled ``code/`` (torch.save archives hold ``data.pkl`` only)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return any("/code/" in name for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-
-
 def load_torchscript(path: str | Path, device: str | torch.device | None = "cpu") -> Runner:
     """A TorchScript export as a `Runner` (float32)."""
     extra = {EXTRA_FILE: ""}
@@ -67,13 +60,31 @@ def load_torchscript(path: str | Path, device: str | torch.device | None = "cpu"
     return Runner(module, device=device, scale=meta["scale"], min_input_size=meta.get("min_input_size", 1))
 
 
-def load_backend(path: str | Path) -> OnnxBackend | Runner | None:
-    """The backend for an exported ONNX / TorchScript file; None for weights files (loaded as networks)."""
-    path = Path(path)
-    if path.suffix.lower() == ".onnx":
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX file not found: {path}")
-        return OnnxBackend(path)
-    if path.is_file() and is_torchscript(path):
-        return load_torchscript(path)
-    return None
+#: backend= values: the two program formats, and "weights" (a weights file, whatever its name)
+BACKENDS = ("onnx", "torchscript", "weights")
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript")
+
+
+def backend_of(path: str | Path, backend: str | None = None) -> str:
+    """``onnx``, ``torchscript`` or ``weights``: ``backend`` if given, else the file's extension decides."""
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend={backend!r}: choose one of {', '.join(BACKENDS)} (or leave it unset)")
+        return backend
+    suffix = Path(path).suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        return "onnx"
+    return "torchscript" if suffix in TORCHSCRIPT_SUFFIXES else "weights"
+
+
+def load_backend(path: str | Path, backend: str | None = None) -> OnnxBackend | Runner | None:
+    """The backend for an ONNX / TorchScript export chosen by its extension or ``backend``; None for weights files
+    (loaded as networks, `sr_lightning.weights_file`)."""
+    path = Path(path).expanduser()
+    chosen = backend_of(path, backend)
+    if chosen == "weights":
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"{'ONNX' if chosen == 'onnx' else 'TorchScript'} file not found: {path}")
+    return OnnxBackend(path) if chosen == "onnx" else load_torchscript(path)

@@ -1,29 +1,33 @@
 """Which network, scale and preset a weights file holds, so that `weights=<file>` alone is enough.
 
 - Our own files (weights files, Lightning checkpoints of `SRModule`, safetensors exports) carry the model config
-  they were trained with (`meta["model"]`, `sr_meta["model"]`): it decides.
+  they were trained with (`meta["model"]`, `sr_meta["model"]`, checked by `sr_lightning.archs.model_config`): it
+  decides.
 - Official and third-party state dicts are recognised from their keys and tensor shapes. The candidates are the
-  networks of the packaged model configs (`conf/model/*.yaml`: Hydra's `_target_` is the registry); each network
-  class reads its hyper-parameters back with ``config_from_state_dict`` (in our key naming; official names are
-  converted first with ``convert_official``), and the guess is kept only if the built network takes the weights.
-`model=` / `scale=` are optional overrides; one that contradicts the file is a ValueError.
+  networks of the catalog (`sr_lightning.archs.catalog.ARCHITECTURES`); each reads its hyper-parameters back with its
+  ``config_from_state_dict`` (in our key naming; official names are converted first with ``convert_official``), and
+  the guess is kept only if the built network takes the weights.
+`model=` / `scale=` are optional overrides; one that contradicts the file is a ValueError. Every function here takes
+a `WeightsFile` (or a path, read once).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from sr_lightning.config import conf_files
-from sr_lightning.weights import config_targets, match_state_dict, read_meta, read_state_dict
+from sr_lightning.archs.catalog import ARCHITECTURES
+from sr_lightning.archs.model_config import build_network
+from sr_lightning.weights import match_state_dict
+from sr_lightning.weights_file import WeightsFile, read_weights
+
+__all__ = ["Detected", "build_network", "detect_model"]
 
 
 @dataclass(frozen=True)
@@ -33,36 +37,13 @@ class Detected:
     config: dict[str, Any]
     scale: int
     source: str  # "metadata" (our files) or "shapes" (keys and tensor shapes)
-    kind: str  # the file kind of `sr_lightning.weights.read_state_dict`
+    kind: str  # the file kind of `sr_lightning.weights_file.WeightsFile`
+    file: WeightsFile | None = None  # the file as read (load it with `load_weights(net, detected.file)`)
 
     @property
     def name(self) -> str:
         """The network class name, e.g. ``EFDN``."""
         return str(self.config["_target_"]).rsplit(".", 1)[-1]
-
-
-def model_targets() -> list[str]:
-    """The `_target_` of every packaged model config (``conf/model/*.yaml``), each once, in file-name order."""
-    targets: list[str] = []
-    for entry in sorted(conf_files().joinpath("model").iterdir(), key=lambda e: e.name):
-        if entry.name.endswith(".yaml"):
-            target = OmegaConf.create(entry.read_text()).get("_target_")
-            if target and target not in targets:
-                targets.append(str(target))
-    return targets
-
-
-def _import(target: str) -> Any:
-    module, _, name = target.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def build_network(config: Mapping[str, Any]) -> torch.nn.Module:
-    """Instantiate a model config; only `sr_lightning.*` targets are ever built from a file's description."""
-    targets = config_targets(config)
-    if not targets or not all(t.startswith("sr_lightning.") for t in targets):
-        raise ValueError(f"refusing to build a model config with targets {targets}: only sr_lightning.* networks")
-    return instantiate(OmegaConf.create(dict(config)))
 
 
 def _fits(config: dict[str, Any], sd: dict[str, torch.Tensor]) -> bool:
@@ -74,31 +55,30 @@ def _fits(config: dict[str, Any], sd: dict[str, torch.Tensor]) -> bool:
 
 def _from_shapes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, Any] | None, list[str]]:
     tried = []
-    for target in model_targets():
-        cls = _import(target)
-        reader = getattr(cls, "config_from_state_dict", None)
-        if reader is None:
+    for arch in ARCHITECTURES:
+        if arch.config_from_state_dict is None:
             continue
-        tried.append(target.rsplit(".", 1)[-1])
+        tried.append(arch.name)
         candidates = [sd]
-        if hasattr(cls, "convert_official"):
+        if arch.convert_official is not None:
             with contextlib.suppress(ValueError):
-                candidates.append(cls.convert_official(sd))
+                candidates.append(arch.convert_official(sd))
         for candidate in candidates:
-            config = reader(candidate)
+            config = arch.config_from_state_dict(candidate)
             if config is not None and _fits(config, sd):
                 return config, tried
     return None, tried
 
 
-def detect_model(path: str | Path, model: Mapping[str, Any] | None = None, scale: int | None = None) -> Detected:
-    """Detect the network of `path`; `model` (a model config) and `scale` override, and must agree with the file."""
-    sd, kind = read_state_dict(path)
-    meta = read_meta(path) if kind != "official" else {}
-    saved = meta.get("model")
-    if isinstance(saved, Mapping) and config_targets(saved):
-        config, source = dict(saved), "metadata"
-        found = meta.get("scale", config.get("scale"))
+def detect_model(
+    weights: str | Path | WeightsFile, model: Mapping[str, Any] | None = None, scale: int | None = None
+) -> Detected:
+    """Detect the network of a weights file; `model` (a model config) and `scale` override, and must agree with it."""
+    wf = weights if isinstance(weights, WeightsFile) else read_weights(weights)
+    path, sd, kind = wf.path, wf.state_dict, wf.kind
+    if wf.model is not None:
+        config, source = dict(wf.model), "metadata"
+        found = wf.scale
     elif model is not None and model.get("_target_"):  # the user's config decides; its scale from the shapes
         guess = _from_shapes(sd)[0] or {}
         contradicted = guess and guess["_target_"] != model["_target_"]  # reported below
@@ -127,4 +107,4 @@ def detect_model(path: str | Path, model: Mapping[str, Any] | None = None, scale
             )
         config = dict(model)
     config["scale"] = final_scale
-    return Detected(config=config, scale=final_scale, source=source, kind=kind)
+    return Detected(config=config, scale=final_scale, source=source, kind=kind, file=wf)

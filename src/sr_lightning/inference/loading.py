@@ -13,6 +13,7 @@ from torch import nn
 from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.inference.detect import Detected, build_network, detect_model
 from sr_lightning.weights import load_weights
+from sr_lightning.weights_file import read_weights
 
 log = logging.getLogger(__name__)
 
@@ -21,27 +22,34 @@ def load_network(
     weights: str | Path, model: Mapping[str, Any] | None = None, scale: int | None = None
 ) -> tuple[nn.Module, Detected]:
     """Detect, build and load `weights` (see `detect_model`); the network in the form the file holds."""
-    detected = detect_model(weights, model, scale)
-    net = build_network(detected.config)
-    load_weights(net, weights)
+    detected = detect_model(read_weights(weights), model, scale)
+    net = build_network(detected.config, str(weights))
+    load_weights(net, detected.file)  # type: ignore[arg-type]
     return net, detected
 
 
-def load_model(weights: str | Path, model: Mapping[str, Any] | None = None, scale: int | None = None) -> Any:
+def load_model(
+    weights: str | Path,
+    model: Mapping[str, Any] | None = None,
+    scale: int | None = None,
+    backend: str | None = None,
+) -> Any:
     """A ready-to-run network for `weights`: eval mode, no gradients, deploy form (re-parameterizable blocks and
     weight norm folded), on CPU, float32; `.scale` and `.min_input_size` tell how to call it.
 
     `weights`: an official checkpoint, a weights file or Lightning checkpoint of this package, a safetensors export,
-    or an ONNX (`.onnx`, run by onnxruntime) / TorchScript export (both returned as backends with the same call
-    convention). `model` (a model config) and `scale` are optional overrides that must agree with the file.
+    or an ONNX (`.onnx`, run by onnxruntime) / TorchScript export (`.ts`, `.torchscript`; both returned as backends
+    with the same call convention). Exports are programs: only their own extension or ``backend="onnx"`` /
+    ``"torchscript"`` runs one; under a weights name they are refused. `model` (a model config) and `scale` are
+    optional overrides that must agree with the file.
     """
     from sr_lightning.inference.backends import load_backend
 
-    backend = load_backend(weights)
-    if backend is not None:
-        if scale is not None and int(scale) != backend.scale:
-            raise ValueError(f"scale={scale} contradicts {weights}, an x{backend.scale} export")
-        return backend
+    program = load_backend(weights, backend)
+    if program is not None:
+        if scale is not None and int(scale) != program.scale:
+            raise ValueError(f"scale={scale} contradicts {weights}, an x{program.scale} export")
+        return program
     net, detected = load_network(weights, model, scale)
     folded = to_deploy_form(net)
     log.info("%s: %s x%d (from its %s), folded %s", weights, detected.name, detected.scale, detected.source, folded)

@@ -6,12 +6,15 @@ On a cluster, where ``/tmp`` is node-local and checkpoints live on a shared file
 the target: a kill during it leaves a truncated target. Nothing is fsynced either, so after a node crash the
 target may be renamed but empty.
 
-Here the checkpoint is written to a hidden temporary file beside the target (``.<name>.<pid>.<token>.tmp``: same
-file system, so the rename is atomic; not ending in ``.ckpt``, so neither `ModelCheckpoint` nor
-`sr_lightning.utils.resume` ever takes it for a checkpoint), flushed and fsynced, then `os.replace`d onto the
-target, and the directory is fsynced where the platform allows. A kill at any moment leaves either the previous
-complete file or the new complete file under the target name; the next complete write removes left-over
-temporary files of the same target.
+Here the checkpoint goes through `sr_lightning.utils.atomic.atomic_open` with ``fsync=True``: a hidden temporary
+file beside the target (``.<name>.<pid>.<token>.tmp``: same file system, so the rename is atomic; not ending in
+``.ckpt``, so neither `ModelCheckpoint` nor `sr_lightning.utils.resume` ever takes it for a checkpoint), flushed and
+fsynced, then renamed onto the target, and the directory fsynced where the platform allows. A kill at any moment
+leaves either the previous complete file or the new complete file under the target name; the next complete write
+removes the left-over temporary files of the same target whose writer is dead, at once (only rank 0 writes
+checkpoints, and the run directory lock keeps a second run out). `torch.save` writes through the helper's Python
+file object, so a full disk raises the helper's "disk full ... while writing <target>" error rather than torch's
+"unexpected pos".
 
 Used through the trainer config (`conf/trainer/default.yaml`)::
 
@@ -22,10 +25,7 @@ Remote paths (``s3://`` and other fsspec protocols) fall back to Lightning's own
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -34,53 +34,13 @@ from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-log = logging.getLogger(__name__)
-
-
-def temp_pattern(target: Path) -> str:
-    """Glob pattern of the temporary files `AtomicCheckpointIO` writes before renaming onto ``target``."""
-    return f".{target.name}.*.tmp"
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename: fsync the directory entry (POSIX); Windows cannot open directories, so skip there."""
-    if not hasattr(os, "O_DIRECTORY"):
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # some network file systems refuse fsync on directories; the data itself is synced
-        pass
-    finally:
-        os.close(fd)
+from sr_lightning.utils.atomic import atomic_open
 
 
 def atomic_torch_save(obj: Any, target: str | os.PathLike) -> None:
     """`torch.save` ``obj`` to ``target`` so that ``target`` is always either the old or the new complete file."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # os.open with 0o666 lets the umask decide the permissions, as for a plain open() (mkstemp would force 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-    # Left-overs of writes killed before the rename (SIGKILL, OOM): same target, so superseded now.
-    for stale in target.parent.glob(temp_pattern(target)):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-            log.debug("removed stale temporary checkpoint %s", stale)
+    with atomic_open(Path(target), "wb", fsync=True, keep_suffix=False, clean_stale=True) as f:
+        torch.save(obj, f)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -2,9 +2,9 @@
 
 The training form holds what the deploy form folds: re-parameterizable blocks (EDBB) and weight-normalised convs.
 A network given folded (an official EFDN checkpoint is the deploy form) gets its training form back from its model
-config: the config itself when it describes the training form, else the packaged ``conf/model/<name>.yaml`` of that
-network under the hyper-parameters read from the file. Either is kept only if it folds into the given network's
-shapes. Its weights are not loaded: counts do not depend on weight values.
+config: the config itself when it describes the training form, else the catalog's training form of that network
+(`Architecture.training_options`) under the hyper-parameters read from the file. Either is kept only if it folds
+into the given network's shapes. Its weights are not loaded: counts do not depend on weight values.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from omegaconf import OmegaConf
 from torch import nn
 
+from sr_lightning.archs.catalog import architecture_by_target
 from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.model_config import build_network
 from sr_lightning.archs.reparam import reparameterizable_blocks
 from sr_lightning.archs.weight_norm import has_weight_norm
-from sr_lightning.config import conf_files
 from sr_lightning.profiling.counts import outermost
 
 
@@ -34,18 +34,15 @@ def has_training_form(net: nn.Module) -> bool:
 
 
 def packaged_training_config(config: Mapping[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """The first packaged model config (``conf/model/*.yaml``, by file name) with ``config``'s ``_target_``, with
-    ``config``'s values over it where they are not null (EFDN's detected deploy form is ``conv3x3: null``: the
-    packaged EDBB factory stays), and its name. None when no packaged config has that target."""
-    for entry in sorted(conf_files().joinpath("model").iterdir(), key=lambda e: e.name):
-        if not entry.name.endswith(".yaml"):
-            continue
-        packaged = OmegaConf.to_container(OmegaConf.create(entry.read_text()), resolve=False)
-        if isinstance(packaged, dict) and packaged.get("_target_") == config.get("_target_"):
-            packaged.pop("defaults", None)
-            merged = {**packaged, **{k: v for k, v in config.items() if v is not None}}
-            return merged, f"conf/model/{entry.name}"
-    return None
+    """``config`` with its network's training-form options (`Architecture.training_options`, the same as its
+    packaged ``conf/model/<name>.yaml``: tests/test_catalog.py) where ``config`` leaves them null (EFDN's detected
+    deploy form is ``conv3x3: null``), and where that came from. None for a network outside the catalog."""
+    target = config.get("_target_")
+    arch = architecture_by_target(target) if isinstance(target, str) else None
+    if arch is None:
+        return None
+    merged = {**config, **{k: v for k, v in arch.training_options.items() if config.get(k) is None}}
+    return merged, f"conf/model/{arch.name.lower()}.yaml"
 
 
 def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
@@ -55,8 +52,6 @@ def _shapes(net: nn.Module) -> dict[str, tuple[int, ...]]:
 def training_form_from_config(config: Mapping[str, Any], deploy: nn.Module) -> tuple[nn.Module, str] | None:
     """The training-form network (unloaded) of ``config`` or of its packaged config, whichever folds into exactly
     ``deploy``'s state-dict shapes, and which it was; None if neither does."""
-    from sr_lightning.inference.detect import build_network  # hydra instantiate: only on this path
-
     candidates = [(dict(config), "its model config"), packaged_training_config(config)]
     for candidate, source in filter(None, candidates):
         train = build_network(candidate)

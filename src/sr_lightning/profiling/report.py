@@ -28,7 +28,7 @@ from sr_lightning.profiling.counts import HR_720P, count_convs, lr_size_for, mac
 from sr_lightning.profiling.forms import has_training_form, training_form, weight_normed_convs
 from sr_lightning.profiling.memory import peak_memory, tensor_peak_bytes
 from sr_lightning.profiling.timing import describe_input, lr_input, time_forward
-from sr_lightning.utils.atomic import atomic_path
+from sr_lightning.utils.atomic import atomic_write_text
 from sr_lightning.weights import count_parameters
 
 FORMS: tuple[str, ...] = ("deploy", "train")
@@ -157,7 +157,4 @@ def _measure_runtime(
 
 def write_complexity_json(report: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``report`` to ``<out_dir>/complexity.json`` (atomically) and return the path."""
-    path = Path(out_dir) / "complexity.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-    return path
+    return atomic_write_text(Path(out_dir) / "complexity.json", json.dumps(report, indent=2) + "\n")

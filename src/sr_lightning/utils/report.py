@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from sr_lightning.utils.atomic import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 
@@ -52,12 +54,7 @@ def write_benchmark_json(path: str | Path, results: dict[str, dict[str, Any]], *
             f"not writing {path}: "
             + (f"no image was scored in test set(s) {', '.join(empty)}" if results else "no test set was evaluated")
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({**meta, "sets": results}, indent=2, sort_keys=False) + "\n")
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps({**meta, "sets": results}, indent=2, sort_keys=False) + "\n")
 
 
 def report(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,20 @@ LAST_NAME = "last.ckpt"
 
 def _load(path: Path) -> dict[str, Any]:
     # mmap: the zip index and the pickle are read (which a truncated file fails), tensor bytes are not.
-    # weights_only=False: these are this run's own files; an integrity check must not reject a valid checkpoint.
-    return torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    # weights_only=True: a planted last.ckpt must not run its pickle; our checkpoints hold tensors and plain values
+    # only (lightning/state.py), so a file this refuses is not one to resume from.
+    try:
+        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except pickle.UnpicklingError as err:  # not damaged: it holds objects that would run code when unpickled
+        raise UnsafeCheckpointError(
+            f"{path}: holds Python objects besides tensors and plain values, which torch.load(weights_only=True) "
+            "refuses; it was not written by sr_lightning and is not resumed from: remove it, or pass "
+            "ckpt_path=<checkpoint> / resume=<checkpoint> of your own"
+        ) from err
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint whose pickle holds objects besides tensors and plain values (refused, never skipped)."""
 
 
 def last_checkpoints(root: str | os.PathLike) -> list[Path]:
@@ -45,6 +58,8 @@ def newest_loadable(root: str | os.PathLike) -> Path | None:
     for path in last_checkpoints(root):
         try:
             _load(path)
+        except UnsafeCheckpointError:  # a planted file: stop, rather than silently start from an older one
+            raise
         except Exception as err:  # torch raises RuntimeError, EOFError, pickle errors... for a damaged file
             log.warning("skipping unreadable checkpoint %s (%s: %s)", path, type(err).__name__, err)
             continue
@@ -70,7 +85,7 @@ def find_resume_checkpoint(
             raise FileNotFoundError(f"ckpt_path={ckpt_path}: no such checkpoint file (fix or drop ckpt_path)")
         if resume:
             log.info("ckpt_path=%s given: resume=%s is ignored", ckpt_path, resume)
-        return path
+        return _checked(path)
     if not resume:
         return None
     if resume is True or str(resume) == "auto":
@@ -82,7 +97,7 @@ def find_resume_checkpoint(
         return path
     target = Path(resume)
     if target.is_file():
-        return target
+        return _checked(target)
     if target.is_dir():
         path = newest_loadable(target)
         if path is None:
@@ -91,6 +106,17 @@ def find_resume_checkpoint(
             log.info("resume=%s: resuming from %s", resume, path)
         return path
     raise FileNotFoundError(f"resume={resume}: not 'auto' and no such file or folder")
+
+
+def _checked(path: Path) -> Path:
+    """``path`` once `torch.load(weights_only=True)` has read it; ValueError naming the file otherwise."""
+    try:
+        _load(path)
+    except UnsafeCheckpointError:
+        raise
+    except Exception as err:
+        raise ValueError(f"{path}: not a readable checkpoint ({type(err).__name__}: {str(err)[:200]})") from err
+    return path
 
 
 def wandb_run_id(ckpt: str | os.PathLike) -> str | None:

@@ -22,7 +22,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sr_lightning.utils.atomic import atomic_path
+from sr_lightning.utils.atomic import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def write_tables(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> tuple[Pat
     flat = [_flat(r, tested, paper) for r in rows]
     score_cols = [f"{n}_{m}" for n in tested for m in ("psnr", "ssim")]
     csv_path, md_path = sweep_dir / "summary.csv", sweep_dir / "summary.md"
-    with atomic_path(csv_path) as tmp, tmp.open("w", newline="") as f:  # jobs of a parallel launcher write too
+    with atomic_open(csv_path, "w", newline="") as f:  # jobs of a parallel launcher write too
         fields = (*COLUMNS, *score_cols, *(f"paper_{n}" for n in paper), "error")
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -97,17 +97,14 @@ def write_tables(sweep_dir: str | Path, rows: list[dict[str, Any]]) -> tuple[Pat
         if r.get("status", "completed") != "completed"
     ]
     note = ["", "Test columns: Y-PSNR / SSIM of the deploy form (test loop, MATLAB protocol)."] if tested else []
-    with atomic_path(md_path) as tmp:
-        tmp.write_text("\n".join(lines + note + ([""] + failed if failed else [])) + "\n")
+    atomic_write_text(md_path, "\n".join(lines + note + ([""] + failed if failed else [])) + "\n")
     return csv_path, md_path
 
 
 def write_summary(job_dir: str | Path, summary: dict[str, Any]) -> Path:
     """Write a job's `summary.json` (atomically: the tables may be gathered while jobs run)."""
     path = Path(job_dir) / "summary.json"
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
 def record_failure(job_dir: str | Path, overrides: list[str], error: BaseException) -> Path:

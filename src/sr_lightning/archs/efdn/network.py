@@ -14,12 +14,10 @@ numbers). Inputs must be at least 15x15 pixels (the ESA block's stride-2 conv + 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
 
-from sr_lightning.archs.efdn.convert import convert_official, to_official
 from sr_lightning.archs.esa import ESA
 
 Conv3x3Factory = Callable[[int, int], nn.Module]
@@ -63,7 +61,7 @@ class EFDN(nn.Module):
     """EFDN with the official hyper-parameters as defaults (x4: 276,192 parameters).
 
     Keys: ``head``, ``blocks.{i}.{conv1,act1,conv2,act2,conv3,act3,distill.{0-3},fuse,esa.*}``,
-    ``fuse.{j}``, ``tail``. :meth:`convert_official` maps the official deploy keys onto these.
+    ``fuse.{j}``, ``tail``. ``convert.convert_official`` maps the official deploy keys onto these.
     """
 
     #: state-dict prefixes of the upsampler: re-initialised by `init_from` when the scale changes
@@ -111,23 +109,3 @@ class EFDN(nn.Module):
         body = self.fuse[-1](torch.cat([outs[1], outs[-1]], dim=1)) + shallow
         # The official forward clamps to [0, 1] here; intentionally left out (see the module docstring).
         return self.upsample(self.tail(body))
-
-    @staticmethod
-    def convert_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Map an official EFDN deploy state dict (icandle/EFDN ``EFDN_deploy``, 142 keys) to our keys
-        (:func:`sr_lightning.archs.efdn.convert.convert_official`); ``ValueError`` on any key outside that layout."""
-        return convert_official(state_dict)
-
-    @staticmethod
-    def to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Our deploy-form state dict in the official ``EFDN_deploy`` keys (the inverse of :meth:`convert_official`,
-        :func:`sr_lightning.archs.efdn.convert.to_official`); ``ValueError`` on a training-form EDBB: fold first."""
-        return to_official(state_dict)
-
-    @staticmethod
-    def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-        """The model config (``_target_`` form) of a state dict in our key naming, read from its keys and shapes
-        (:func:`sr_lightning.archs.efdn.detect.config_from_state_dict`); None when it is no EFDN."""
-        from sr_lightning.archs.efdn.detect import config_from_state_dict  # (imports this module)
-
-        return config_from_state_dict(state_dict)

@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from sr_lightning.archs.fdiwn.network import FDIWN, PRESETS
+
 TARGET = "sr_lightning.archs.fdiwn.FDIWN"
 
 
@@ -30,8 +32,6 @@ def _weight_shapes(sd: dict[str, torch.Tensor]) -> dict[str, tuple[int, ...]]:
 
 def config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None:
     """The FDIWN model config (Hydra ``_target_`` form) whose network has exactly these shapes, or None."""
-    from sr_lightning.archs.fdiwn.network import FDIWN, PRESETS
-
     if not {"sub_mean.weight", "head.weight", "up2.1.weight"} <= set(sd):
         return None
     groups = {int(m.group(1)) for k in sd if (m := re.match(r"fswg\.(\d+)\.", k))}

@@ -25,12 +25,10 @@ Input/output: RGB in [0, 1]; the official model works on 0-255 values, so the in
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 from torch import nn
 
-from sr_lightning.archs.fdiwn.convert import convert_official, to_official
 from sr_lightning.archs.fdiwn.fswg import FSWG
 
 #: official per-scale hyper-parameters; ``preset="auto"`` picks ``f"x{scale}"`` for every argument left None.
@@ -89,7 +87,7 @@ class FDIWN(nn.Module):
         shuffle_groups / sa_groups: groups of the FSWG shuffle + group conv (4) and of shuffle attention (6).
 
     Keys: ``sub_mean``, ``add_mean``, ``head``, ``fswg.{g}.{wdib.{k}.*, skip, fuse, residual, gain_*}``,
-    ``up1.{0,1}``, ``up2.{0,1}``; :meth:`convert_official` maps the official names onto these.
+    ``up1.{0,1}``, ``up2.{0,1}``; ``convert.convert_official`` maps the official names onto these.
     """
 
     #: state-dict prefixes of the upsampling paths: re-initialised by `init_from` when the scale changes
@@ -171,23 +169,3 @@ class FDIWN(nn.Module):
             total = total + self.fswg[g](total)  # running sum = official y_input + up1 + ... (same order)
         up2_in = shifted if self.up2_input == "mean_sub" else x
         return self.add_mean(self.up1(total) + self.up2(up2_in)) / self.rgb_range
-
-    @staticmethod
-    def convert_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Map an official FDIWN state dict (``Sub_mean``, ``Li{g}.MY{k}.*``, ``UP1``..., legacy ``weight_g`` /
-        ``weight_v``) to this module's keys; ``ValueError`` on any key outside that layout."""
-        return convert_official(state_dict)
-
-    @staticmethod
-    def to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Our training-form state dict in the official keys, weight norm as legacy ``weight_g`` / ``weight_v``
-        (:func:`sr_lightning.archs.fdiwn.convert.to_official`); ``ValueError`` on folded weight-normed convs."""
-        return to_official(state_dict)
-
-    @staticmethod
-    def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, Any] | None:
-        """The model config (``_target_`` form) of a state dict in our key naming, read from its keys and shapes
-        (:func:`sr_lightning.archs.fdiwn.detect.config_from_state_dict`); None when it is no FDIWN."""
-        from sr_lightning.archs.fdiwn.detect import config_from_state_dict  # (imports this module)
-
-        return config_from_state_dict(state_dict)
