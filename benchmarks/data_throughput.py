@@ -46,7 +46,7 @@ from torch.utils.data import default_collate
 from sr_lightning.config import compose_config
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import bicubic_lr
-from sr_lightning.data.imresize import imresize
+from sr_lightning.ops.imresize import imresize
 from sr_lightning.data.io import load_image
 from sr_lightning.paths import shared_dir
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from sr_lightning.archs.edbb import EDBB, set_edbb_mode
 from sr_lightning.archs.efdn import EFDN
-from sr_lightning.archs.reparam import reparameterize_model
+from sr_lightning.archs.forms import reparameterize_model
 
 MODES = ("branch", "online", "deploy")
 

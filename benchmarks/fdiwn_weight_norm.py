@@ -17,7 +17,7 @@ import time
 import torch
 
 from sr_lightning.archs.fdiwn import FDIWN
-from sr_lightning.archs.weight_norm import fold_weight_norm
+from sr_lightning.archs.forms import fold_weight_norm
 from sr_lightning.weights import count_parameters
 
 

@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 
 from sr_lightning.data.datasets import list_images
-from sr_lightning.data.imresize import _imresize_dense, _weight_matrix, imresize, modcrop
 from sr_lightning.data.io import load_image
+from sr_lightning.ops.imresize import _imresize_dense, _weight_matrix, imresize, modcrop
 from sr_lightning.paths import shared_dir
 
 SCALES = (2, 3, 4)

@@ -41,7 +41,8 @@ from torch import nn
 
 from sr_lightning.config import compose_config
 from sr_lightning.lightning.module import SRModule
-from sr_lightning.utils.instantiate import build, loggable_config
+from sr_lightning.lightning.trainer import build
+from sr_lightning.utils.instantiate import loggable_config
 
 
 class RepeatedBatch:

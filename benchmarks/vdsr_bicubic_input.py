@@ -20,10 +20,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sr_lightning.archs.bicubic import MatlabBicubicUpsample
-from sr_lightning.data.imresize import bicubic_upscale, modcrop
 from sr_lightning.data.io import load_image
 from sr_lightning.metrics.functional import psnr_y
+from sr_lightning.ops.bicubic import MatlabBicubicUpsample
+from sr_lightning.ops.imresize import bicubic_upscale, modcrop
 from sr_lightning.ops.pixels import quantize, to_float
 from sr_lightning.paths import shared_dir
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from sr_lightning.data.datasets import bicubic_lr
-from sr_lightning.data.imresize import imresize
 from sr_lightning.data.io import load_image, save_image
 from sr_lightning.data.sample import sample_files
+from sr_lightning.ops.imresize import imresize
 
 
 def real_crops(n: int, height: int = 122, width: int = 98) -> list[np.ndarray]:

@@ -9,7 +9,7 @@ import torch
 from _tolerance import abs_copy, assert_within, gamma, two_evaluations
 from torch import nn
 
-from sr_lightning.archs.edbb_branches import ScaledFilterBranch
+from sr_lightning.archs.branches import ScaledFilterBranch
 from sr_lightning.archs.rep_block import RepBlock
 
 

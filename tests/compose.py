@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from sr_lightning.config import compose_config, conf_files
+from sr_lightning.config import CONF_PACKAGE, compose_config, conf_files, register_resolvers
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -16,6 +16,17 @@ if TYPE_CHECKING:
 def compose_cfg(config_name: str, overrides: list[str], output_dir: Path) -> DictConfig:
     """Compose `config_name` with `overrides`, with hydra's runtime node set (as in a real run)."""
     return compose_config(config_name, overrides, output_dir)
+
+
+def compose_with_hydra(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose `config_name` with `overrides`, keeping Hydra's own node (`hydra.callbacks`, `hydra.help`, ...)."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module=CONF_PACKAGE, version_base="1.3"):
+        return compose(config_name, overrides=overrides, return_hydra_config=True)
 
 
 def _yaml_files(folder: Traversable, prefix: str = "") -> list[str]:

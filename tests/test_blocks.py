@@ -24,12 +24,12 @@ from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
-import sr_lightning.archs.edbb_branches as edbb_branches
+import sr_lightning.archs.branches as branches
 from sr_lightning.archs.blocks import DBB_BRANCHES, ECB_BRANCHES, REPVGG_BRANCHES, make_dbb, make_ecb, make_repvgg
 from sr_lightning.archs.edbb import BRANCHES, EDBB, make_edbb
 from sr_lightning.archs.efdn import EFDN
+from sr_lightning.archs.forms import network_form, reparameterize_model
 from sr_lightning.archs.rep_block import CATALOGUE, RepBlock, set_block_mode
-from sr_lightning.archs.reparam import network_form, reparameterize_model
 
 SEQUENTIAL = {"expand", "sobel_x", "sobel_y", "laplacian", "avgpool"}  # 1x1 first: bias padding matters
 #: option -> (block class, branches at in == out); None: the plain conv.
@@ -152,7 +152,7 @@ def test_border_equals_folded_conv(
     assert_within(out, bias, two_evaluations(abs_terms(block, zeros), n_terms(block), torch.float64), "bias")
     # Guard: zero padding of the 1x1 outputs (instead of their bias) breaks the border of every block with a
     # 1x1-first branch and nothing else; blocks without one (RepVGG) do not pad at all.
-    monkeypatch.setattr(edbb_branches, "pad_with_bias", lambda y, b: nn.functional.pad(y, (1, 1, 1, 1)))
+    monkeypatch.setattr(branches, "pad_with_bias", lambda y, b: nn.functional.pad(y, (1, 1, 1, 1)))
     diff, bound = fold_error(block, x)
     assert_within(diff[..., 1:-1, 1:-1], torch.zeros(()), bound[..., 1:-1, 1:-1], "interior")
     assert bool((diff.abs() > bound).any()) == bool(SEQUENTIAL & set(block.branch_names)), option
@@ -243,5 +243,5 @@ def test_bad_block_arguments_raise_clear_errors() -> None:
     with pytest.raises(ValueError, match="unknown RepBlock mode"):
         make_repvgg(4, 4, mode="fast")
     with pytest.raises(ValueError, match="unknown fixed filter"):
-        edbb_branches.ScaledFilterBranch(4, 4, "gauss")
+        branches.ScaledFilterBranch(4, 4, "gauss")
     assert set(CATALOGUE) == {*BRANCHES, "avgpool"}

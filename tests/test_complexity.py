@@ -222,7 +222,7 @@ def test_bad_arguments(tmp_path):
         run(compose_cfg("complexity", ["model=efdn"], tmp_path))
 
 
-def test_entry_point_writes_complexity_json(tmp_path):
+def test_entry_point_writes_complexity_json_and_md(tmp_path):
     out = tmp_path / "run"
     cmd = ["-m", "sr_lightning.complexity", "model=fdiwn_m", "scale=4", "lr_size=24", "runs=2", "warmup=0"]
     proc = subprocess.run(
@@ -233,3 +233,6 @@ def test_entry_point_writes_complexity_json(tmp_path):
     assert report["network"] == "FDIWN-M" and report["params_train"] == 454_648 and report["weights"] is None
     assert report["lr_size"] == [24, 24] and report["runtime_runs"] == 2
     assert "| Figure | FDIWN-M x4 (deploy) |" in proc.stdout
+    table = (out / "complexity.md").read_text()  # the table it prints, notes included (docs/results.md: "Complexity")
+    assert table.startswith("| Figure | FDIWN-M x4 (deploy) |") and table.strip() in proc.stdout
+    assert "USDT" not in proc.stdout + proc.stderr  # kineto's profiler_start / profiler_stop (CPU peak memory)

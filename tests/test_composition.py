@@ -22,7 +22,7 @@ from test_entry_points import run
 
 from sr_lightning.archs.edbb import make_edbb
 from sr_lightning.archs.efdn import EFDN
-from sr_lightning.archs.reparam import reparameterize_model
+from sr_lightning.archs.forms import reparameterize_model
 
 pytestmark = pytest.mark.slow
 

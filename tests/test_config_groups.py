@@ -1,5 +1,6 @@
-"""Config groups mean one thing each: every `_target_` accepts its keys, `stage` is a pure recipe, the hardware
-options reach Lightning (up to the GPU on a CPU machine), FDIWN variants follow num_groups / num_wdib alone."""
+"""Config groups mean one thing each: every `_target_` accepts its keys, `stage` is a pure recipe whose optimizer and
+schedule are written once, the hardware options reach Lightning (up to the GPU on a CPU machine), FDIWN variants
+follow num_groups / num_wdib alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from compose import compose_cfg, group_options
+from compose import compose_cfg, group_options, packaged_yaml
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -30,7 +31,7 @@ GROUPS = [
     "paths",
     "experiment",
     "hparams_search",
-    "budget",
+    "budget",  # deprecated aliases (budget=cpu / gpu), kept composing
     "module",
     "trainer",
 ]
@@ -141,8 +142,10 @@ def test_gpu_hardware_instantiates_up_to_the_gpu(hardware, tmp_path):
 @pytest.mark.parametrize("stage", options("stage"))
 def test_stage_is_a_pure_recipe(stage, tmp_path):
     """A stage option holds a recipe only, and choosing one changes nothing but the recipe and what reads it."""
-    assert set(OmegaConf.create(conf_files().joinpath("stage", f"{stage}.yaml").read_text())) <= RECIPE_KEYS
+    keys = set(OmegaConf.create(conf_files().joinpath("stage", f"{stage}.yaml").read_text()))
+    assert keys <= RECIPE_KEYS | {"defaults"}  # the defaults list pulls in a base (`_base`, `_cosine`)
     base, chosen = (resolved(compose_cfg("train", ov, tmp_path)) for ov in ([], [f"stage={stage}"]))
+    assert set(chosen["stage"]) == RECIPE_KEYS  # every key set (the `_base` leaves none `???`)
     recipe_readers = {
         "trainer": ("max_steps", "val_check_interval"),
         "data": ("lr_patch_size", "batch_size"),
@@ -154,6 +157,23 @@ def test_stage_is_a_pure_recipe(stage, tmp_path):
             for key in keys:
                 del cfg[node][key]
     assert chosen == base
+
+
+def test_optimizer_and_schedules_are_written_once():
+    """Adam and the cosine schedule are written in the stage bases; options give numbers (fdiwn alone has StepLR,
+    which imdn and rfdn inherit; pan alone has the warm restarts of its official options)."""
+    written: dict[str, list[str]] = {}
+    for name in packaged_yaml("stage"):
+        recipe = OmegaConf.to_container(OmegaConf.create(conf_files().joinpath("stage", name).read_text()))
+        for node in ("optimizer", "scheduler"):
+            if "_target_" in (recipe.get(node) or {}):
+                written.setdefault(recipe[node]["_target_"].rsplit(".", 1)[-1], []).append(name)
+    assert written == {
+        "Adam": ["_base.yaml"],
+        "CosineAnnealingLR": ["_cosine.yaml"],
+        "StepLR": ["fdiwn.yaml"],
+        "CosineAnnealingWarmRestarts": ["pan.yaml"],
+    }
 
 
 def test_efdn_chain_stages_pick_their_data_loss_and_callbacks(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sr_lightning.archs.catalog import ARCHITECTURES, architecture_of
-from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.forms import to_deploy_form
 from sr_lightning.inference.detect import detect_model
 from sr_lightning.inference.loading import load_model
 from sr_lightning.weights import save_weights

@@ -18,11 +18,11 @@ from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 
-import sr_lightning.archs.edbb_branches as edbb_branches
+import sr_lightning.archs.branches as branches
 from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.edbb import BRANCHES, EDBB, make_edbb, set_edbb_mode
 from sr_lightning.archs.efdn import EFDN
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 
 ALL_COMBOS = [c for r in range(1, len(BRANCHES) + 1) for c in itertools.combinations(BRANCHES, r)]
 NO_IDENTITY = [c for c in ALL_COMBOS if "identity" not in c]
@@ -97,7 +97,7 @@ def test_sequential_branch_alone_exact_at_borders(branch: str) -> None:
 @pytest.mark.parametrize("branch", SEQUENTIAL)
 def test_zero_padding_would_be_caught(branch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Guard for the test above: with plain zero padding of the 1x1 output, the fold is wrong at the borders."""
-    monkeypatch.setattr(edbb_branches, "pad_with_bias", lambda y, bias: nn.functional.pad(y, (1, 1, 1, 1)))
+    monkeypatch.setattr(branches, "pad_with_bias", lambda y, bias: nn.functional.pad(y, (1, 1, 1, 1)))
     torch.manual_seed(3)
     block = randomize(EDBB(4, 4, [branch])).double()
     x = torch.randn(1, 4, 9, 11, dtype=torch.float64)

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 from sr_lightning.data.sample import SampleImages
 from sr_lightning.lightning.callbacks import EMA, Reparameterize
 from sr_lightning.lightning.callbacks.ema import ema_decay, ema_multi_avg_fn

@@ -28,7 +28,7 @@ EXPORTERS = {"onnx": (export_onnx, ".onnx"), "torchscript": (export_torchscript,
 
 
 #: Set5 images scored per network: all of them for EFDN; FDIWN's first two (its forward is ~10x slower on CI's two
-#: cores); benchmarks/upscale_quality.py and the README give the whole-set figures.
+#: cores); benchmarks/upscale_quality.py and docs/results.md give the whole-set figures.
 SET5_LIMIT = {"efdn": None, "fdiwn": 2}
 
 
@@ -74,7 +74,7 @@ def test_onnx_fp16_export_runs_and_is_labelled(models, torch_psnr, benchmark_dir
     exported = load_model(path)
     assert "fp16" in exported.label
     fp16, fp32 = set_psnr(exported, benchmark_dir, "Set5", 4), torch_psnr["efdn"]
-    assert abs(fp16 - fp32) < 0.05, (fp16, fp32)  # README "Export" gives the measured difference
+    assert abs(fp16 - fp32) < 0.05, (fp16, fp32)  # docs/results.md "Exports" gives the measured difference
 
 
 def test_safetensors_export_describes_itself(models, benchmark_dir, tmp_path):

@@ -11,10 +11,11 @@ from torch import nn
 
 from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.fdiwn import FDIWN, default_schedule
-from sr_lightning.archs.weight_norm import LEGACY_NAMES, fold_weight_norm, has_weight_norm
+from sr_lightning.archs.forms import fold_weight_norm
+from sr_lightning.archs.weight_norm import LEGACY_NAMES, has_weight_norm
 from sr_lightning.data.benchmark import BenchmarkDataset
-from sr_lightning.data.imresize import imresize
 from sr_lightning.metrics.functional import psnr_y
+from sr_lightning.ops.imresize import imresize
 from sr_lightning.weights import init_weights_from, load_weights
 
 

@@ -18,7 +18,7 @@ from _tolerance import assert_within, network_tolerance
 from hydra.utils import instantiate
 from torch import nn
 
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 from sr_lightning.data.io import load_image
 from sr_lightning.data.sample import sample_files
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, UPGRADES, WEIGHTS_KEY, upgrade_state_dict

@@ -17,18 +17,18 @@ from PIL import Image
 from test_entry_points import TINY_TRAIN, run
 from torch import nn
 
-from sr_lightning.archs.bicubic import MatlabBicubicUpsample, phase_weights
-from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.edbb import make_edbb, set_edbb_mode
+from sr_lightning.archs.forms import to_deploy_form
 from sr_lightning.archs.fsrcnn import FSRCNN
 from sr_lightning.archs.vdsr import VDSR
-from sr_lightning.data.imresize import imresize
 from sr_lightning.data.io import load_image
 from sr_lightning.exporters.onnx import export_onnx
 from sr_lightning.exporters.torchscript import export_torchscript
 from sr_lightning.inference.detect import detect_model
 from sr_lightning.inference.loading import load_model
 from sr_lightning.inference.upscaler import upscale_image
+from sr_lightning.ops.bicubic import MatlabBicubicUpsample, phase_weights
+from sr_lightning.ops.imresize import imresize
 from sr_lightning.ops.pixels import to_float
 from sr_lightning.profiling import count_macs
 from sr_lightning.profiling.counts import count_convs

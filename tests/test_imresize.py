@@ -11,9 +11,9 @@ import torch
 from _tolerance import assert_within, gamma
 from PIL import Image
 
-from sr_lightning.data.imresize import _imresize_dense, _taps, _weight_matrix, bicubic_upscale, imresize, modcrop
 from sr_lightning.data.io import load_image
 from sr_lightning.data.sample import sample_files
+from sr_lightning.ops.imresize import _imresize_dense, _taps, _weight_matrix, bicubic_upscale, imresize, modcrop
 from sr_lightning.ops.pixels import to_float
 
 SCALES = (2, 3, 4)

@@ -120,11 +120,28 @@ def test_user_experiment_trains_from_outside_the_checkout(user_config_dir, tmp_p
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("0", "0")])
 def test_huge_pages_for_torch_cpu_tensors_set_before_torch(given, expected):
-    """`import sr_lightning` (every entry point's first import) asks torch's CPU allocator for huge pages unless the
-    environment says otherwise; torch reads the variable at its first allocation, after this import."""
+    """Every entry module asks torch's CPU allocator for huge pages (before torch allocates) unless the environment
+    says otherwise; the library itself changes nothing in the process (`sr_lightning/process.py`)."""
     env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
     if given is not None:
         env["THP_MEM_ALLOC_ENABLE"] = given
     code = "import os, sr_lightning.train; print(os.environ['THP_MEM_ALLOC_ENABLE'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split()[-1] == expected
+
+
+def test_importing_the_library_changes_nothing_in_the_process():
+    """No environment variable, resolver or patch of another library at import: only the entry points set them."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    code = (
+        "import os\n"
+        "from omegaconf import OmegaConf\n"
+        "from lightning.pytorch.strategies.launchers import subprocess_script as s\n"
+        "before = s._hydra_subprocess_cmd\n"
+        "import sr_lightning, sr_lightning.metrics, sr_lightning.weights, sr_lightning.inference.loading\n"
+        "import sr_lightning.utils.instantiate, sr_lightning.lightning.module\n"
+        "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), OmegaConf.has_resolver('sr_accelerator'),"
+        " s._hydra_subprocess_cmd is before)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split()[-3:] == ["None", "False", "True"]

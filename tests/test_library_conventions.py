@@ -1,4 +1,4 @@
-"""Where kornia's conventions differ from the papers' protocol, on real images: why ops/edges.py and data/imresize.py
+"""Where kornia's conventions differ from the papers' protocol, on real images: why ops/edges.py and ops/imresize.py
 keep their own code (kornia's SSIM does match and is used: tests/test_metrics.py; its full-range Y: same file)."""
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_kornia_laplacian_is_the_eight_neighbour_kernel():
 @pytest.mark.shared
 def test_kornia_resize_is_not_matlab_imresize(benchmark_dir: Path):
     """kornia's bicubic resize (torch's a = -0.75 kernel, Gaussian anti-aliasing) does not give the official MATLAB
-    LR files, which data/imresize.py reproduces bit for bit (tests/test_imresize.py)."""
+    LR files, which ops/imresize.py reproduces bit for bit (tests/test_imresize.py)."""
     s = 4
     hr = np.asarray(Image.open(benchmark_dir / "Set5" / "HR" / "baby.png").convert("RGB"))
     h, w = hr.shape[0] - hr.shape[0] % s, hr.shape[1] - hr.shape[1] % s

@@ -218,8 +218,8 @@ def test_library_defaults_give_other_numbers(benchmark_dir):
 def test_kornia_ycbcr_is_full_range_y():
     """kornia.color.rgb_to_ycbcr's Y is full range (0.299 R + 0.587 G + 0.114 B); the papers' is MATLAB's studio
     swing, 16 + 219/255 of it: every Y difference shrinks by 219/255, so PSNR rises by 20 log10(255/219) = 1.32 dB."""
-    from sr_lightning.data.imresize import imresize
     from sr_lightning.data.sample import sample_files
+    from sr_lightning.ops.imresize import imresize
 
     path = next(p for p in sample_files("heldout") if p.name == "chelsea.png")
     hr8 = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)[None]

@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.catalog import architecture_of
-from sr_lightning.archs.deploy import to_deploy_form
 from sr_lightning.archs.edbb import make_edbb
 from sr_lightning.archs.efdn import EFDN
 from sr_lightning.archs.fdiwn import FDIWN
+from sr_lightning.archs.forms import to_deploy_form
 from sr_lightning.weights import load_weights, read_state_dict
 
 CHECKPOINTS = [

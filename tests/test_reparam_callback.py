@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from sr_lightning.archs.edbb import EDBB, make_edbb
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 from sr_lightning.data.sample import SampleImages
 from sr_lightning.lightning.callbacks import Reparameterize
 from sr_lightning.lightning.module import SRModule

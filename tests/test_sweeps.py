@@ -1,5 +1,6 @@
-"""Sweeps and clusters as users type them: Optuna, multirun x DDP, a failing job, submitit's local executor, the
-sbatch script of hydra/launcher=slurm (written, not submitted), hardware=multinode under a SLURM environment."""
+"""Sweeps and clusters as users type them: Optuna, multirun x DDP, a failing job, a grid of runs too short to
+validate, submitit's local executor, the sbatch script of hydra/launcher=slurm (written, not submitted),
+hardware=multinode under a SLURM environment."""
 
 from __future__ import annotations
 
@@ -79,6 +80,21 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path):
     assert rows["1"]["status"] == "completed" and float(rows["1"]["val_psnr"]) > 0
     assert (sweep / "1" / "weights" / "deploy.pth").is_file()
     assert "- run 0 failed: ValueError: Invalid learning rate: -1" in (sweep / "summary.md").read_text()
+
+
+def test_a_grid_sweep_of_runs_too_short_to_validate_finishes(tmp_path):
+    """Only a sweeper that optimizes needs the validation metric: a grid sweep ends with 0 and prints its table."""
+    sweep = tmp_path / "sweep"
+    short = [o for o in TINY if not o.startswith("stage.val_every_n_steps=")] + ["stage.val_every_n_steps=100"]
+    proc = train(tmp_path, "-m", "seed=1,2", f"hydra.sweep.dir={sweep}", *short)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = summary(sweep)
+    assert sorted(rows) == ["0", "1"] and all(r["status"] == "completed" and r["val_psnr"] == "" for r in rows.values())
+    table = (sweep / "summary.md").read_text()
+    assert "Runs 0, 1: no validation ran" in table and "| no validation ran |" in table
+    assert table in proc.stdout  # printed at the end, not just its path
+    macs = float(rows["0"]["macs_720p"])
+    assert f"| {int(rows['0']['num_params']):,} | {macs / 1e9:.2f} G |" in table  # the complexity reports' units
 
 
 def test_submitit_local_launcher_runs_a_sweep(tmp_path):

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from sr_lightning.archs.efdn import EFDN
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 from sr_lightning.data.patches import TrainPatches
 from sr_lightning.data.sample import SampleImages
 from sr_lightning.data.sampler import TrainSampler

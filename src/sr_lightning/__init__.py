@@ -6,15 +6,10 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-# PyTorch's CPU allocator backs tensors of 2 MB and more with transparent huge pages when THP_MEM_ALLOC_ENABLE=1. It
-# reads the variable once, at torch's first allocation, so it is set here, before the entry points import torch. A
-# CPU training step allocates its large activations afresh every step; on 4 KiB pages the kernel's page faults took
-# half the CPU time of an EFDN x4 batch-64 step on 2 cores, and more beside DataLoader workers
-# (benchmarks/data_throughput.py). THP_MEM_ALLOC_ENABLE=0 in the environment turns it off.
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# Importing the library changes nothing in the process: process settings (huge pages, ...) are the entry points'
+# (sr_lightning/process.py).
 
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_model", "upscale_image"]

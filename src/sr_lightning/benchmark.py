@@ -3,13 +3,20 @@
 Examples:
     python -m sr_lightning.benchmark weights=[efdn_x2.pth,efdn_x4.pth,fdiwn_x4.pt] test_sets=[Set5,Set14]
     python -m sr_lightning.benchmark weights=[a.pth] test_sets=[Set5,/data/my_set] ensemble=true ntire_psnr=true
-Writes into the run directory: ``table4.md`` (the EFDN paper's Table 4 layout), ``table.md`` / ``table.csv`` (one row
-per method and scale, with cost columns), ``per_image.csv``, ``table.json``, ``psnr_vs_macs.png`` and, with
-``save_images=true``, every SR image. Runs on one process or under DDP (``trainer.devices=2``), each image scored
-once. Exits non-zero only when nothing could be evaluated (sets missing on disk are listed and skipped).
+    python -m sr_lightning.benchmark 'weights=[{path: pan_x2.pth, scale: 2, label: PAN}]'
+    python -m sr_lightning.benchmark --config-name benchmark_paper   # the papers' comparison tables, 12 files
+Writes into the run directory: ``table4.md`` (the EFDN paper's Table 4 layout, then a section per ``layouts``
+entry), ``table.md`` / ``table.csv`` (one row per method and scale, with cost columns), ``per_image.csv``,
+``table.json``, ``psnr_vs_macs.png`` and, with ``save_images=true``, every SR image. Runs on one process or under
+DDP (``trainer.devices=2``), each image scored once. Exits non-zero only when nothing could be evaluated (sets
+missing on disk are listed and skipped).
 """
 
 from __future__ import annotations
+
+from sr_lightning.process import set_process_defaults
+
+set_process_defaults()  # before torch allocates: see sr_lightning/process.py
 
 import logging
 import re
@@ -17,26 +24,40 @@ import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.config import entry_point
 from sr_lightning.evaluation.entries import Method, resolve_methods, resolve_sets, variants
 from sr_lightning.evaluation.plot import plot_psnr_vs_macs
 from sr_lightning.evaluation.runs import MethodResult, evaluate_method, load_method_network
-from sr_lightning.evaluation.tables import BenchmarkTable, image_rows, long_rows, table4_markdown, write_tables
+from sr_lightning.evaluation.tables import BenchmarkTable, Layout, image_rows, long_rows, table4_text, write_tables
 from sr_lightning.utils.instantiate import instantiate_dict
 from sr_lightning.utils.report import NothingEvaluatedError
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 #: the options that define a benchmark (sent to W&B as its config)
-LOGGED_OPTIONS = ("weights", "labels", "test_sets", "plain", "chop", "ensemble", "ntire_psnr", "complexity", "plot")
+LOGGED_OPTIONS = (
+    "weights",
+    "labels",
+    "test_sets",
+    "plain",
+    "chop",
+    "ensemble",
+    "ntire_psnr",
+    "complexity",
+    "plot",
+    "layouts",
+)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def _plain(node: Any) -> Any:
+    """A config value as plain Python (interpolations such as ``${paths.shared_dir}`` resolved)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def measure_costs(cfg: DictConfig, methods: list[Method]) -> dict[tuple[str, int], dict[str, Any]]:
@@ -59,7 +80,9 @@ def run(cfg: DictConfig) -> BenchmarkTable:
     """Evaluate every method on every set found; write and print the tables (rank 0)."""
     began = time.perf_counter()
     labels = list(cfg.labels) if cfg.get("labels") else None
-    weights = [cfg.weights] if isinstance(cfg.weights, str) else list(cfg.weights)
+    weights = _plain(cfg.weights)
+    weights = weights if isinstance(weights, list) else [weights]
+    layouts = [Layout.from_config(node, i) for i, node in enumerate(_plain(cfg.get("layouts")) or [])]
     methods = resolve_methods(weights, labels, variants(cfg.plain, cfg.chop, cfg.ensemble))
     sets, missing = resolve_sets(list(cfg.test_sets), cfg.paths.benchmark_dir)
     if missing:
@@ -83,9 +106,9 @@ def run(cfg: DictConfig) -> BenchmarkTable:
     if cfg.complexity.enabled:
         table.complexity = measure_costs(cfg, methods)
     seconds = time.perf_counter() - began
-    paths = write_tables(table, out_dir, wall_seconds=round(seconds, 2), weights=weights)
+    paths = write_tables(table, out_dir, layouts, wall_seconds=round(seconds, 2), weights=weights)
     plot = _plot(cfg, table, out_dir) if cfg.plot.enabled and cfg.complexity.enabled else None
-    print(table4_markdown(table))
+    print(table4_text(table, layouts))
     log.info("wrote %s%s in %.1f s", ", ".join(str(p) for p in paths.values()), f", {plot}" if plot else "", seconds)
     _log_wandb(cfg, table, plot)
     return table
@@ -111,7 +134,7 @@ def _log_wandb(cfg: DictConfig, table: BenchmarkTable, plot: Path | None) -> Non
         logger.experiment.finish()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="benchmark")
+@entry_point("benchmark")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     run(cfg)

@@ -6,30 +6,33 @@ Examples:
     python -m sr_lightning.complexity model=fdiwn_m scale=3 runtime=false
 Prints a Markdown table (parameters in both forms; FLOPs and activations for a 256x256 LR input, NTIRE's convention;
 MACs for a 1280x720 output, the papers'; the same without weight-normalised convs; peak memory; runtime) and writes
-`complexity.json` (`sr_lightning.profiling.measure_complexity`'s keys, plus ``weights``) into the run directory.
+it as `complexity.md`, with `complexity.json` (`sr_lightning.profiling.measure_complexity`'s keys, plus ``weights``),
+into the run directory.
 """
 
 from __future__ import annotations
+
+from sr_lightning.process import set_process_defaults
+
+set_process_defaults()  # before torch allocates: see sr_lightning/process.py
 
 import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
-from sr_lightning.config import CONFIG_PATH, register_resolvers
-from sr_lightning.inference.detect import build_network, detect_model
-from sr_lightning.profiling import format_complexity_table, measure_complexity, write_complexity_json
-from sr_lightning.profiling.forms import has_training_form, training_form_from_config
-from sr_lightning.weights import load_weights
+from sr_lightning.archs.forms import has_training_form, training_form_from_config
+from sr_lightning.config import entry_point, model_override
+from sr_lightning.inference.loading import load_network
+from sr_lightning.profiling import format_complexity_table, measure_complexity
+from sr_lightning.tasks.complexity import write_complexity
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 def _model_choice() -> str | None:
@@ -45,13 +48,9 @@ def networks(cfg: DictConfig) -> tuple[nn.Module, nn.Module, int, dict[str, Any]
 
     A weights file holding the deploy form (the official EFDN checkpoints) loads into the deploy form; its training
     form is then the architecture of its model config, without weights (counts do not depend on weight values)."""
-    model = OmegaConf.to_container(cfg.model, resolve=False) if cfg.get("model") else None
+    model = model_override(cfg)
     if cfg.get("weights"):
-        if model is not None:
-            model.pop("scale", None)  # the file's (or `scale=`'s) scale
-        detected = detect_model(cfg.weights, model, cfg.get("scale"))  # reads the file once
-        net = build_network(detected.config, str(cfg.weights))
-        load_weights(net, detected.file)  # folds `net` when the file holds the deploy form
+        net, detected = load_network(cfg.weights, model, cfg.get("scale"))  # folded when the file holds the deploy form
         extra: dict[str, Any] = {"network": _model_choice() or detected.name, "weights": str(cfg.weights)}
         found = None if has_training_form(net) else training_form_from_config(detected.config, net)
         if found is None:  # the file holds the training form (or no training form is known)
@@ -96,12 +95,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="complexity")
+@entry_point("complexity")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     report = run(cfg)
     print(format_complexity_table([report]))
-    log.info("wrote %s", write_complexity_json(report, cfg.paths.output_dir))
+    write_complexity(report, cfg.paths.output_dir)
 
 
 if __name__ == "__main__":

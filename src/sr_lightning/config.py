@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_lightning.hardware import auto_accelerator, auto_precision
 from sr_lightning.paths import shared_dir
+from sr_lightning.utils.cli import CONFIG_GROUPS_RESOLVER, config_groups_help
 
 if TYPE_CHECKING:  # importlib.resources.abc is Python >= 3.11; annotations only
     from importlib.resources.abc import Traversable
@@ -30,12 +34,15 @@ def conf_files() -> Traversable:
 
 
 def register_resolvers() -> None:
-    """Register `${sr_shared:}` (the shared data folder, see `sr_lightning.paths.shared_dir`) and the
-    `hardware=auto` resolvers `${sr_accelerator:}` / `${sr_precision:<accelerator>}` (see `sr_lightning.hardware`)."""
+    """Register `${sr_shared:}` (the shared data folder, see `sr_lightning.paths.shared_dir`), the `hardware=auto`
+    resolvers `${sr_accelerator:}` / `${sr_precision:<accelerator>}` (see `sr_lightning.hardware`), the help's config
+    groups and `${sr_floordiv:a,b}`; idempotent."""
     resolvers = {
         "sr_shared": lambda: str(shared_dir()),
         "sr_accelerator": auto_accelerator,
         "sr_precision": auto_precision,
+        CONFIG_GROUPS_RESOLVER: config_groups_help,  # the entry point's own groups in `--help` (utils/cli.py)
+        "sr_floordiv": lambda a, b: int(a) // int(b),  # an LR patch from an HR one: ${sr_floordiv:192,${scale}}
     }
     for name, resolver in resolvers.items():
         if not OmegaConf.has_resolver(name):
@@ -62,3 +69,30 @@ def compose_config(config_name: str, overrides: list[str], output_dir: str | Pat
     with open_dict(cfg):
         del cfg["hydra"]  # as the entry points see it
     return cfg
+
+
+def entry_point(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """``hydra.main`` for the packaged config ``config_name``, registering the resolvers (idempotently) when the entry
+    point runs, where Hydra composes the config, rather than when its module is imported."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        run = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(task)
+
+        @functools.wraps(task)
+        def main() -> Any:
+            register_resolvers()
+            return run()
+
+        return main
+
+    return decorate
+
+
+def model_override(cfg: DictConfig) -> dict[str, Any] | None:
+    """The ``model=`` config of an entry point that loads weights, without its ``scale`` (the file's, or
+    ``scale=``'s, decides), as a plain dict; None when no model config was chosen."""
+    if not cfg.get("model"):
+        return None
+    model = OmegaConf.to_container(cfg.model, resolve=False)
+    model.pop("scale", None)  # type: ignore[union-attr]
+    return model  # type: ignore[return-value]

@@ -13,15 +13,18 @@ weights-like name (`.pth`, `.pt`, `.ckpt`, `.safetensors`) is refused.
 
 from __future__ import annotations
 
+from sr_lightning.process import set_process_defaults
+
+set_process_defaults()  # before torch allocates: see sr_lightning/process.py
+
 import logging
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.config import entry_point, model_override
 from sr_lightning.exporters.official import export_official
 from sr_lightning.exporters.onnx import export_onnx
 from sr_lightning.exporters.safetensors import export_safetensors
@@ -30,7 +33,6 @@ from sr_lightning.inference.loading import load_model, load_network
 from sr_lightning.utils.atomic import atomic_path
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "safetensors": ".safetensors", "official": ".pth"}
 #: names that the weights reader takes for state dicts: a program (TorchScript) under one would be refused on loading
@@ -58,9 +60,7 @@ def export(cfg: DictConfig) -> Path:
     """Export `cfg.weights` as `cfg.format`; returns the written path."""
     if cfg.format not in SUFFIXES:
         raise ValueError(f"format must be one of {sorted(SUFFIXES)}, got {cfg.format!r}")
-    model = OmegaConf.to_container(cfg.model, resolve=False) if cfg.get("model") else None
-    if model is not None:
-        model.pop("scale", None)
+    model = model_override(cfg)
     out = output_path(cfg)
     if cfg.format == "official":
         net, detected = load_network(cfg.weights, model, cfg.get("scale"))
@@ -114,7 +114,7 @@ def max_difference(
     return worst
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@entry_point("export")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point."""
     export(cfg)

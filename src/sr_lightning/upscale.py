@@ -17,16 +17,19 @@ directory lists every input's outcome. Exits 1 if any input failed or the run wa
 
 from __future__ import annotations
 
+from sr_lightning.process import set_process_defaults
+
+set_process_defaults()  # before torch allocates: see sr_lightning/process.py
+
 import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from sr_lightning.config import CONFIG_PATH, register_resolvers
+from sr_lightning.config import entry_point, model_override
 from sr_lightning.inference.inputs import collect_inputs
 from sr_lightning.inference.loading import load_model
 from sr_lightning.inference.pipeline import Settings, run_pipeline
@@ -35,14 +38,11 @@ from sr_lightning.inference.runner import Runner
 from sr_lightning.utils.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
-register_resolvers()
 
 
 def make_runner(cfg: DictConfig) -> Any:
     """The network of `cfg.weights` ready to run with the config's device / precision / memory format options."""
-    model = OmegaConf.to_container(cfg.model, resolve=False) if cfg.get("model") else None
-    if model is not None:
-        model.pop("scale", None)  # the file's (or `scale=`'s) scale
+    model = model_override(cfg)
     loaded = load_model(cfg.weights, model=model, scale=cfg.get("scale"), backend=cfg.get("backend"))
     if not hasattr(loaded, "parameters"):  # an ONNX backend, or a TorchScript export already wrapped as a Runner
         return loaded
@@ -89,7 +89,7 @@ def _summary(jobs: list[Job], label: str | None, seconds: float) -> dict[str, An
             "images": records}  # fmt: skip
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="upscale")
+@entry_point("upscale")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: exits 1 when any input failed or the run was refused (`PlanError`: its message, no
     traceback)."""

@@ -1,25 +1,21 @@
 """Loading and saving network weights, whatever file they come in.
 
 A file is read once into a `sr_lightning.weights_file.WeightsFile` (its kinds and the safety rules are described
-there); the functions here fit its state dict into a network: official key layouts are converted by the network's
-`Architecture.convert_official` (`sr_lightning.archs.catalog`), a deploy-form file folds a training-form network, and
-training-form weights fold through the network their own (checked) metadata describes. Every function that takes a
+there); the functions here fit its state dict into a network through `sr_lightning.archs.forms.fit_state_dict`
+(official key layouts converted, a deploy-form file folds a training-form network, training-form weights folded
+through the network their own checked metadata describes). Every function that takes a
 weights file also takes the `WeightsFile` already read, so that callers read a file once.
 """
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from sr_lightning.archs.catalog import architecture_of
-from sr_lightning.archs.deploy import to_deploy_form
-from sr_lightning.archs.model_config import build_network
-from sr_lightning.archs.reparam import fold_state_dict
+from sr_lightning.archs.forms import fit_state_dict
 from sr_lightning.formats import FORMAT_VERSION, WEIGHTS_KEY
 from sr_lightning.utils.atomic import atomic_open
 from sr_lightning.weights_file import FORMAT, WeightsFile, read_weights
@@ -45,34 +41,6 @@ def read_meta(source: WeightsSource) -> dict[str, Any]:
     return dict(_read(source).meta)
 
 
-def _fit_keys(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """`sd` in `net`'s key naming (converted from the official one if need be), or None if it can't fit."""
-    own = set(net.state_dict())
-    if set(sd) == own:
-        return sd
-    arch = architecture_of(net)
-    if arch is not None and arch.convert_official is not None:
-        try:
-            converted = arch.convert_official(sd)
-        except ValueError:
-            return None
-        if set(converted) == own:
-            return converted
-    return None
-
-
-def match_state_dict(net: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """Bring `sd` into `net`'s naming. A deploy-form checkpoint given to a training-form network (re-parameterizable
-    blocks, weight-normalised convs) folds the network first, in place. None when nothing fits."""
-    fitted = _fit_keys(net, sd)
-    if fitted is None:
-        folded = copy.deepcopy(net)
-        if any(to_deploy_form(folded).values()) and _fit_keys(folded, sd) is not None:
-            to_deploy_form(net)
-            fitted = _fit_keys(net, sd)
-    return fitted
-
-
 def _mismatch_error(net: nn.Module, wf: WeightsFile, detail: str = "") -> RuntimeError:
     own, sd = set(net.state_dict()), wf.state_dict
     missing, unexpected = sorted(own - set(sd)), sorted(set(sd) - own)
@@ -83,23 +51,10 @@ def _mismatch_error(net: nn.Module, wf: WeightsFile, detail: str = "") -> Runtim
     )
 
 
-def fold_with_saved_model(wf: WeightsFile, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """`sd` folded to the deploy form through the network the file's (checked) model config describes, for a folded
-    network given training-form weights. None when the file has no model config or its network does not take `sd`."""
-    if wf.model is None:
-        return None
-    template = build_network(wf.model, str(wf.path))
-    fitted = _fit_keys(template, sd)
-    return fold_state_dict(template, fitted, fold=to_deploy_form) if fitted is not None else None
-
-
 def fit_weights(net: nn.Module, wf: WeightsFile) -> dict[str, torch.Tensor]:
     """`wf`'s state dict in `net`'s naming and form (`net` folded in place for a deploy-form file); RuntimeError
     naming the file when nothing fits."""
-    fitted = match_state_dict(net, wf.state_dict)
-    if fitted is None and wf.kind != "official":
-        folded = fold_with_saved_model(wf, wf.state_dict)
-        fitted = match_state_dict(net, folded) if folded is not None else None
+    fitted = fit_state_dict(net, wf.state_dict, wf.model if wf.kind != "official" else None)
     if fitted is None:
         raise _mismatch_error(net, wf)
     return fitted
@@ -127,7 +82,7 @@ def init_weights_from(net: nn.Module, source: WeightsSource) -> list[str]:
     differs, as after a scale change (x2 pre-training -> x4), keep their fresh initialisation. Returns those keys.
     """
     wf = _read(source)
-    fitted = match_state_dict(net, wf.state_dict)
+    fitted = fit_state_dict(net, wf.state_dict)
     if fitted is None:
         raise _mismatch_error(net, wf)
     own = net.state_dict()

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from sr_lightning.archs.forms import strip_prefix
 from sr_lightning.archs.model_config import check_network_size
 from sr_lightning.formats import CHECKPOINT_KEY, WEIGHTS_KEY, upgrade_state_dict
 
@@ -174,7 +175,7 @@ def parse_weights(path: Path, data: bytes) -> WeightsFile:
         return WeightsFile(path, upgrade_state_dict(sd, version, str(path)), FORMAT, meta, version, model)
     if "pytorch-lightning_version" in obj:
         full = obj.get("state_dict") or {}
-        net_sd = {k[len("net.") :]: v for k, v in full.items() if isinstance(k, str) and k.startswith("net.")}
+        net_sd = strip_prefix(full)
         if not net_sd:  # SRModule keeps its network under `net.`: this is some other LightningModule's checkpoint
             raise ValueError(
                 f"{path}: a Lightning checkpoint of another LightningModule: its state_dict has no 'net.' keys "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from sr_lightning.archs import efdn, fdiwn, fsrcnn, vdsr
+from sr_lightning.archs import efdn, fdiwn, fsrcnn, imdn, pan, rfdn, vdsr
 from sr_lightning.archs.architecture import Architecture
 from sr_lightning.archs.blocks import make_dbb, make_ecb, make_repvgg
 from sr_lightning.archs.edbb import make_edbb
@@ -23,6 +23,9 @@ ARCHITECTURES: tuple[Architecture, ...] = (
     fdiwn.ARCHITECTURE,
     fsrcnn.ARCHITECTURE,
     vdsr.ARCHITECTURE,
+    imdn.ARCHITECTURE,
+    rfdn.ARCHITECTURE,
+    pan.ARCHITECTURE,
 )
 
 #: The ``conv3x3`` block factories a model config may name (``_partial_: true`` nodes), by today's ``_target_``.

@@ -3,7 +3,7 @@
 A :class:`~sr_lightning.archs.rep_block.RepBlock` (modes "online" / "branch", ``reparameterize()``) whose default
 branches are the paper's seven, summed (no BN, no activation inside; EFDN applies PReLU after the block):
 ``conv3x3``, ``conv1x1``, ``identity`` (in == out), ``expand`` (1x1 -> 3x3 expand-squeeze), and ``sobel_x``,
-``sobel_y``, ``laplacian`` (1x1 -> fixed edge filter times a per-channel gain, + bias); see ``edbb_branches``.
+``sobel_y``, ``laplacian`` (1x1 -> fixed edge filter times a per-channel gain, + bias); see ``branches``.
 Table 3's VDSR-row variants are other branch lists (conf/block/edbb_*.yaml): without ``conv1x1``, without
 ``identity``, or ``avgpool`` in place of the three edge filters. ``make_edbb(..., mode="deploy")`` builds the plain
 conv an EDBB folds into.

@@ -26,7 +26,7 @@ from torch import nn
 
 from sr_lightning.archs.architecture import EDBB_FACTORY, Architecture
 from sr_lightning.archs.conv3x3_detect import conv3x3_config
-from sr_lightning.archs.efdn.network import Conv3x3Factory, plain_conv3x3
+from sr_lightning.archs.rep_block import Conv3x3Factory, plain_conv3x3
 
 TARGET = "sr_lightning.archs.fsrcnn.FSRCNN"
 DECONV_KERNEL = 9

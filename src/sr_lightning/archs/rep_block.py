@@ -1,7 +1,7 @@
 """A re-parameterizable multi-branch 3x3 block: parallel linear branches, summed, that fold into one 3x3 convolution.
 
 RepVGG, DBB, ECB (``archs/blocks.py``) and EFDN's EDBB (``archs/edbb.py``) are this block with different branch
-lists (EFDN paper Fig. 2, Table 3). Branches (``edbb_branches``): ``conv3x3``, ``conv1x1``, ``identity`` (in == out),
+lists (EFDN paper Fig. 2, Table 3). Branches (``branches``): ``conv3x3``, ``conv1x1``, ``identity`` (in == out),
 ``expand`` (1x1 -> 3x3 expand-squeeze), and the scaled fixed filters ``sobel_x``, ``sobel_y``, ``laplacian``,
 ``avgpool`` (1x1 -> filter times a per-channel gain, + bias). No BN, no activation inside. Every branch is linear, so
 the block is one 3x3 conv whose kernel and bias are the sums of the branches' folded kernels and biases (paper eqs.
@@ -18,13 +18,13 @@ same merge as ``"online"``. The factories' ``mode="deploy"`` (:func:`build_block
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_lightning.archs.edbb_branches import (
+from sr_lightning.archs.branches import (
     Conv1x1Branch,
     Conv3x3Branch,
     ExpandBranch,
@@ -32,6 +32,16 @@ from sr_lightning.archs.edbb_branches import (
     KernelBias,
     ScaledFilterBranch,
 )
+
+#: A ``conv3x3`` option of a network (EFDN, FSRCNN, VDSR): ``factory(in_channels, out_channels)`` builds the 3x3 conv in
+#: its place: a plain conv (`plain_conv3x3`, the deploy form) or any block below (``make_edbb``, ``make_repvgg``, ...).
+Conv3x3Factory = Callable[[int, int], nn.Module]
+
+
+def plain_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
+    """Default ``conv3x3`` factory: the deploy-form 3x3 convolution (stride 1, zero padding 1, bias)."""
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
 
 #: Every branch a block may have, in the order they are registered (state-dict order).
 CATALOGUE: tuple[str, ...] = (

@@ -10,7 +10,7 @@ and every EDBB row of Table 3's VDSR part but one keeps the identity, so a block
 the one the table names; EFDN itself keeps its head and tail plain. Parameter counts do not decide it: the deploy
 form (every block folded) is the plain VDSR either way.
 
-The bicubic input is computed inside the network, with MATLAB's kernel (``archs/bicubic.py``): the input is the LR
+The bicubic input is computed inside the network, with MATLAB's kernel (``ops/bicubic.py``): the input is the LR
 image, as for every other network here, so training data, ``upscale`` (any size, tiling) and the ONNX / TorchScript
 exports need nothing VDSR-specific, and the interpolation is MATLAB ``imresize``'s (the VDSR paper's), to float
 rounding, without the uint8 rounding of a bicubic image saved to disk. ``torch``'s own bicubic is Keys a = -0.75, not
@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.architecture import EDBB_FACTORY, Architecture
-from sr_lightning.archs.bicubic import MatlabBicubicUpsample
 from sr_lightning.archs.conv3x3_detect import conv3x3_config
-from sr_lightning.archs.efdn.network import Conv3x3Factory, plain_conv3x3
+from sr_lightning.archs.rep_block import Conv3x3Factory, plain_conv3x3
+from sr_lightning.ops.bicubic import MatlabBicubicUpsample
 
 TARGET = "sr_lightning.archs.vdsr.VDSR"
 

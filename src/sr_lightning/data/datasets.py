@@ -19,9 +19,9 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from sr_lightning.data.cache import ImageCache
-from sr_lightning.data.imresize import imresize, modcrop
 from sr_lightning.data.io import load_image
 from sr_lightning.data.scan import FileCheck
+from sr_lightning.ops.imresize import imresize, modcrop
 from sr_lightning.ops.pixels import to_float
 
 __all__ = [

@@ -43,7 +43,7 @@ def plot_psnr_vs_macs(table: BenchmarkTable, set_name: str, scale: int, path: st
         area = 2500.0 * float(p["params"]) / biggest  # bubble area ~ parameters
         ax.scatter(p["macs"] / 1e9, p["psnr"], s=area, alpha=0.5, edgecolors="k")
         ax.annotate(
-            f"{p['method']} ({p['params'] / 1e3:.0f}K)",
+            f"{p['method']}\n{p['params'] / 1e3:.0f}K params",  # a label may name a size too: "RFDN (AIM 2020, 433K)"
             (p["macs"] / 1e9, p["psnr"]),
             textcoords="offset points",
             xytext=(math.sqrt(area) / 2 + 4, 0),  # right of the bubble

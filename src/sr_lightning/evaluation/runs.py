@@ -11,12 +11,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 
-from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.forms import to_deploy_form
 from sr_lightning.data.benchmark import BenchmarkDataset
 from sr_lightning.evaluation.entries import Method, TestSet
-from sr_lightning.inference.detect import build_network
-from sr_lightning.utils.instantiate import instantiate_trainer
-from sr_lightning.weights import load_weights
+from sr_lightning.inference.loading import network_of
+from sr_lightning.lightning.trainer import instantiate_trainer
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +33,9 @@ class MethodResult:
 
 def load_method_network(method: Method) -> nn.Module:
     """The method's network with its weights, in the deploy form (what is scored and what is deployed)."""
-    net = build_network(method.detected.config, method.weights)
-    kind = load_weights(net, method.detected.file or method.weights)
+    net = network_of(method.detected)
     folded = to_deploy_form(net)
-    log.info("%s: %s (%s), x%d, folded %s", method.column, method.weights, kind, method.scale, folded)
+    log.info("%s: %s (%s), x%d, folded %s", method.column, method.weights, method.detected.kind, method.scale, folded)
     return net
 
 

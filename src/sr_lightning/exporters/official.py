@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.catalog import architecture_of
-from sr_lightning.archs.reparam import reparameterize_model
+from sr_lightning.archs.forms import reparameterize_model
 from sr_lightning.utils.atomic import atomic_open
 
 

@@ -2,7 +2,7 @@
 
 Exporter: the TorchScript-based `torch.onnx.export(..., dynamo=False)` by default. torch 2.13's default dynamo
 exporter (`dynamo=true`, needs onnxscript) gives the same graph for EFDN but took 237 s for FDIWN's 1,591-tensor
-graph on this 2-core machine, against 14 s (README "Export"); both are in the `export` extra.
+graph on this 2-core machine, against 14 s (docs/results.md "Exports"); both are in the `export` extra.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ import torch
 from omegaconf import OmegaConf
 
 from sr_lightning.archs.catalog import ARCHITECTURES
+from sr_lightning.archs.forms import fit_state_dict
 from sr_lightning.archs.model_config import build_network
-from sr_lightning.weights import match_state_dict
 from sr_lightning.weights_file import WeightsFile, read_weights
 
 __all__ = ["Detected", "build_network", "detect_model"]
@@ -48,7 +48,7 @@ class Detected:
 
 def _fits(config: dict[str, Any], sd: dict[str, torch.Tensor]) -> bool:
     net = build_network(config)
-    fitted = match_state_dict(net, sd)
+    fitted = fit_state_dict(net, sd)
     own = net.state_dict()
     return fitted is not None and all(v.shape == own[k].shape for k, v in fitted.items())
 

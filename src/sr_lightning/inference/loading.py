@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from sr_lightning.archs.deploy import to_deploy_form
+from sr_lightning.archs.forms import to_deploy_form
 from sr_lightning.inference.detect import Detected, build_network, detect_model
 from sr_lightning.weights import load_weights
 from sr_lightning.weights_file import read_weights
@@ -23,9 +23,15 @@ def load_network(
 ) -> tuple[nn.Module, Detected]:
     """Detect, build and load `weights` (see `detect_model`); the network in the form the file holds."""
     detected = detect_model(read_weights(weights), model, scale)
-    net = build_network(detected.config, str(weights))
+    return network_of(detected), detected
+
+
+def network_of(detected: Detected) -> nn.Module:
+    """The network a detection describes, built (checked, `archs.model_config`) and loaded from the file it read, in
+    the form the file holds."""
+    net = build_network(detected.config, str(detected.file.path) if detected.file else "model config")
     load_weights(net, detected.file)  # type: ignore[arg-type]
-    return net, detected
+    return net
 
 
 def load_model(

@@ -1,7 +1,7 @@
 """A network made ready for inference: device, precision, memory format and compilation chosen once.
 
 Precision: float32 is the default everywhere and the only choice on CPU. On a GPU, ``precision="fp16"`` or
-``"bf16"`` converts the network to that dtype (opt-in: outputs differ from the float32 ones, see README "Upscale").
+``"bf16"`` converts the network to that dtype (opt-in: outputs differ from the float32 ones, docs/deploy.md "Upscale").
 ``channels_last`` stores weights and inputs NHWC (same values; faster for some networks on some CPUs, see
 benchmarks/inference_speed.py). ``compile=True`` runs `torch.compile` (dynamic shapes; first call slow).
 """

@@ -4,7 +4,7 @@ are blended with linear ramps across the overlaps (chaiNNer / Real-ESRGAN habit,
 Tiles change the output of both networks here: EFDN's ESA downsamples (stride-2 conv, 7x7/3 max-pool) on a grid
 anchored at the tile's corner and resizes its mask to the tile, and FDIWN's shuffle attention pools over the whole
 input. The PSNR moves little (official x4, tile 64 / overlap 16: EFDN -0.0014 dB on Set5, -0.0050 dB on Set14;
-FDIWN +0.0005 / +0.0227 dB; README "Upscale and export", benchmarks/upscale_quality.py).
+FDIWN +0.0005 / +0.0227 dB; docs/results.md, benchmarks/upscale_quality.py).
 `tile="auto"` takes the largest square tile whose estimated memory fits (`auto_tile`); an out-of-memory error halves
 the tile and retries (`run_tiled`).
 """

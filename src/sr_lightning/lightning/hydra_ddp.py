@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import lightning as L
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd, to_absolute_path
@@ -49,6 +50,18 @@ def use_job_command() -> None:
     from lightning.pytorch.strategies.launchers import subprocess_script
 
     subprocess_script._hydra_subprocess_cmd = job_command
+
+
+def launch_ranks_as_this_job(trainer: L.Trainer) -> bool:
+    """`use_job_command` for a trainer that will start its DDP ranks by re-running the command under Hydra (single
+    run or multirun job); nothing for any other trainer. Returns whether it applied."""
+    from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    launcher = getattr(trainer.strategy, "launcher", None)
+    if not (HydraConfig.initialized() and isinstance(launcher, _SubprocessScriptLauncher)):
+        return False
+    use_job_command()
+    return True
 
 
 #: what Lightning's subprocess launcher writes into the launching process's environment

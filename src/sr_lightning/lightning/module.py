@@ -11,12 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import fold_prefixed, network_form, reparameterize_model, strip_prefix
 from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, upgrade_checkpoint
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.inference.ensemble import self_ensemble
 from sr_lightning.lightning.samples import log_samples
-from sr_lightning.lightning.state import collect_rng_states, fold_net_entries, logged_wandb_run_id, restore_rng_states
+from sr_lightning.lightning.state import collect_rng_states, logged_wandb_run_id, restore_rng_states
 from sr_lightning.lightning.test_loop import TestLoopMixin
 from sr_lightning.metrics import PSNRY, SSIMY
 
@@ -137,7 +137,7 @@ class SRModule(TestLoopMixin):
                 )
             for key in ("state_dict", "current_model_state"):
                 if key in checkpoint:
-                    checkpoint[key] = fold_net_entries(checkpoint[key], self._train_template[0])
+                    checkpoint[key] = fold_prefixed(checkpoint[key], self._train_template[0])
             checkpoint["sr_form"] = "deploy"
 
     def load_network_weights(self, ckpt_path: str | Path) -> None:
@@ -145,8 +145,7 @@ class SRModule(TestLoopMixin):
         EMA was on) into `self.net`, folding whichever side needs it."""
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         self.match_checkpoint_form(checkpoint)
-        net_sd = {k[len("net.") :]: v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-        self.net.load_state_dict(net_sd, strict=True)
+        self.net.load_state_dict(strip_prefix(checkpoint["state_dict"]), strict=True)
 
     def on_fit_start(self) -> None:
         if getattr(self.loss, "needs_network", False):  # e.g. the EG loss with lambdas=auto

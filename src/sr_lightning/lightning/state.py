@@ -11,9 +11,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
-from sr_lightning.archs.reparam import fold_state_dict
 
 
 def collect_rng_states() -> dict[str, Any]:
@@ -56,11 +53,3 @@ def logged_wandb_run_id(loggers: list[Any]) -> str | None:
         if type(logger).__name__ == "WandbLogger":
             return str(logger.version) if logger.version else None
     return None
-
-
-def fold_net_entries(state_dict: Mapping[str, torch.Tensor], template: nn.Module) -> dict[str, torch.Tensor]:
-    """A module state dict whose ``net.*`` entries are in training form, with those entries folded (deploy form)."""
-    net_sd = {k[len("net.") :]: v for k, v in state_dict.items() if k.startswith("net.")}
-    rest = {k: v for k, v in state_dict.items() if not k.startswith("net.")}
-    folded = fold_state_dict(template, net_sd)
-    return {**{f"net.{k}": v for k, v in folded.items()}, **rest}

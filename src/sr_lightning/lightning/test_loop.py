@@ -15,8 +15,8 @@ import lightning as L
 import torch
 from torch import nn
 
-from sr_lightning.data.imresize import bicubic_upscale
 from sr_lightning.metrics import PSNRRGB, PSNRY, SSIMY
+from sr_lightning.ops.imresize import bicubic_upscale
 
 
 class TestLoopMixin(L.LightningModule):

@@ -8,7 +8,7 @@ table.
 """
 
 from sr_lightning.profiling.counts import HR_720P, LR_256, count_convs, count_macs
-from sr_lightning.profiling.report import measure_complexity, write_complexity_json
+from sr_lightning.profiling.report import measure_complexity, write_complexity_files, write_complexity_json
 from sr_lightning.profiling.table import format_complexity_table
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "count_macs",
     "format_complexity_table",
     "measure_complexity",
+    "write_complexity_files",
     "write_complexity_json",
 ]

@@ -22,8 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from torch.utils.hooks import RemovableHandle
 
-from sr_lightning.archs.deploy import to_deploy_form
-from sr_lightning.archs.reparam import reparameterizable_blocks
+from sr_lightning.archs.forms import reparameterizable_blocks, to_deploy_form
 
 #: The lightweight-SR papers' convention: MACs for producing one 1280x720 image (LR = 720/s x 1280/s, floored).
 HR_720P: tuple[int, int] = (720, 1280)

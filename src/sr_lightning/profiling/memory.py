@@ -13,10 +13,16 @@
   FDIWN x4 (deploy, 256x256 LR, torch 2.13 CPU); with two threads the allocator peak is 11 % (EFDN) and 22 % (FDIWN)
   higher (per-thread kernel workspaces). tests/test_complexity.py checks allocator >= tensors and one conv against
   input + weight + output bytes.
+
+torch 2.13's kineto writes ``USDT:... SyncActivityProfilerHandler.cpp:52] profiler_start`` (and ``profiler_stop``) to
+file descriptor 2 at every profile: USDT is its highest log level, above ERROR, so only ``KINETO_LOG_LEVEL=6`` (a
+process setting, read once; not the library's to set) would silence it. Those two lines are taken off the console
+around the profile (`sr_lightning.utils.console.without_native_lines`); anything else written there is kept.
 """
 
 from __future__ import annotations
 
+import re
 import weakref
 from typing import Any
 
@@ -27,11 +33,16 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from sr_lightning.utils.console import without_native_lines
+
 CUDA_METHOD = "GPU: torch.cuda.max_memory_allocated over one forward (weights, input, intermediates, workspaces)"
 CPU_METHOD = (
     "CPU: weights + input + peak of c10 CPU-allocator bytes live during one forward "
     "(torch.profiler memory events; intermediates and kernel workspaces)"
 )
+#: kineto's two lines per profile (fd 2, native code), e.g. ``USDT:2026-01-01 10:00:00 123:123
+#: SyncActivityProfilerHandler.cpp:52] profiler_start``
+KINETO_USDT_LINE = re.compile(rb"USDT:[^\n]* SyncActivityProfilerHandler\.cpp:\d+\] profiler_(start|stop)\r?\n?\Z")
 
 
 def storage_bytes(tensors: list[torch.Tensor]) -> int:
@@ -74,7 +85,11 @@ def cpu_allocator_peak(net: nn.Module, x: torch.Tensor) -> int:
     Memory events are ``[memory]`` records of the profiler's results, with signed byte counts (negative: a free).
     Frees of blocks allocated before profiling started are not recorded (the reporter does not know their size), so
     the running sum covers exactly the forward's own allocations."""
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof, torch.no_grad():
+    with (
+        without_native_lines(KINETO_USDT_LINE),
+        profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof,
+        torch.no_grad(),
+    ):
         out = net(x)
     del out
     events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]

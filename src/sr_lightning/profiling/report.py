@@ -22,11 +22,16 @@ from typing import Any
 
 from torch import nn
 
-from sr_lightning.archs.deploy import to_deploy_form
-from sr_lightning.archs.reparam import reparameterizable_blocks
+from sr_lightning.archs.forms import (
+    has_training_form,
+    reparameterizable_blocks,
+    to_deploy_form,
+    training_form,
+    weight_normed_convs,
+)
 from sr_lightning.profiling.counts import HR_720P, count_convs, lr_size_for, macs_of, size_pair
-from sr_lightning.profiling.forms import has_training_form, training_form, weight_normed_convs
 from sr_lightning.profiling.memory import peak_memory, tensor_peak_bytes
+from sr_lightning.profiling.table import format_complexity_table
 from sr_lightning.profiling.timing import describe_input, lr_input, time_forward
 from sr_lightning.utils.atomic import atomic_write_text
 from sr_lightning.weights import count_parameters
@@ -155,6 +160,18 @@ def _measure_runtime(
     }
 
 
+def _json_text(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2) + "\n"
+
+
 def write_complexity_json(report: dict[str, Any], out_dir: str | Path) -> Path:
     """Write ``report`` to ``<out_dir>/complexity.json`` (atomically) and return the path."""
-    return atomic_write_text(Path(out_dir) / "complexity.json", json.dumps(report, indent=2) + "\n")
+    return atomic_write_text(Path(out_dir) / "complexity.json", _json_text(report))
+
+
+def write_complexity_files(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """Write ``report`` as ``<out_dir>/complexity.md`` (`format_complexity_table`: the table the `complexity` entry
+    point prints, with its notes) and ``<out_dir>/complexity.json``, each atomically; returns their paths. Both texts
+    are made before either file is written."""
+    texts = {"complexity.md": format_complexity_table([report]) + "\n", "complexity.json": _json_text(report)}
+    return [atomic_write_text(Path(out_dir) / name, text) for name, text in texts.items()]

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-
-from sr_lightning.lightning.hydra_ddp import use_job_command
 
 
 def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
@@ -29,23 +26,6 @@ def instantiate_dict(cfg: DictConfig | None) -> list[Any]:
             )
         objs.append(instantiate(node))
     return objs
-
-
-def instantiate_trainer(cfg: DictConfig, **kwargs: Any) -> L.Trainer:
-    """The Lightning trainer of `cfg` (the `trainer` node); DDP ranks it starts under Hydra run this Hydra job
-    (`sr_lightning.lightning.hydra_ddp`), so multiruns with `trainer.devices=N` work."""
-    use_job_command()
-    return instantiate(cfg, **kwargs)
-
-
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule, L.Trainer]:
-    """Datamodule, module and trainer of a composed train/test config."""
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.module)
-    callbacks = instantiate_dict(cfg.get("callbacks"))
-    loggers = instantiate_dict(cfg.get("logger"))
-    trainer = instantiate_trainer(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    return datamodule, module, trainer
 
 
 def loggable_config(cfg: DictConfig) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Map our deploy-form EFDN state dict to the official ``EFDN_deploy`` keys (inverse of :func:`convert_official`).
 
     Raises ``ValueError`` on any key without an official counterpart, e.g. a training-form EDBB: the official
-    layout is the deploy form, so fold the network first (:func:`sr_lightning.archs.deploy.to_deploy_form`).
+    layout is the deploy form, so fold the network first (:func:`sr_lightning.archs.forms.to_deploy_form`).
     """
     converted: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
@@ -111,6 +111,6 @@ def to_official(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"cannot export to the official EFDN layout: {len(unknown)} key(s) have no official counterpart, e.g. "
             f"{unknown[:5]}; the official layout is the deploy form: fold the network first "
-            "(sr_lightning.archs.deploy.to_deploy_form) and export its state dict"
+            "(sr_lightning.archs.forms.to_deploy_form) and export its state dict"
         )
     return converted

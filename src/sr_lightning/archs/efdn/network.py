@@ -13,19 +13,11 @@ numbers). Inputs must be at least 15x15 pixels (the ESA block's stride-2 conv + 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from sr_lightning.archs.esa import ESA
-
-Conv3x3Factory = Callable[[int, int], nn.Module]
-
-
-def plain_conv3x3(in_channels: int, out_channels: int) -> nn.Module:
-    """Default ``conv3x3`` factory: the deploy-form 3x3 convolution (stride 1, zero padding 1, bias)."""
-    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+from sr_lightning.archs.rep_block import Conv3x3Factory, plain_conv3x3
 
 
 class EFDB(nn.Module):

@@ -21,7 +21,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from sr_lightning.archs.reparam import is_reparameterizable, reparameterize_model
+from sr_lightning.archs.forms import is_reparameterizable, reparameterize_model
 from sr_lightning.metrics import PSNRY, SSIMY
 
 log = logging.getLogger(__name__)

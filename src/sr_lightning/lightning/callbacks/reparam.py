@@ -9,7 +9,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from sr_lightning.archs.reparam import network_form, reparameterize_model
+from sr_lightning.archs.forms import network_form, reparameterize_model
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from sr_lightning.data.imresize import bicubic_upscale
 from sr_lightning.lightning.samples import sample_strip
 from sr_lightning.ops.edges import EDGE_FILTERS, apply_filters, filter_bank, gradient_maps
+from sr_lightning.ops.imresize import bicubic_upscale
 from sr_lightning.ops.pixels import quantize, to_uint8
 from sr_lightning.utils.wandb_logging import log_rows, wandb_loggers
 

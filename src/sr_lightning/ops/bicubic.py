@@ -2,7 +2,7 @@
 
 ``imresize(lr, s, 'bicubic')`` for an integer ``s > 1`` has no antialiasing and a periodic weight pattern: output row
 ``k * s + p`` (0-based) sits at input coordinate ``u = k + (p + 0.5) / s - 0.5`` and takes the Keys a = -0.5 kernel's
-weights at the taps ``k - 2 .. k + 2``, edge pixels replicated (``data/imresize.py`` documents the convention and
+weights at the taps ``k - 2 .. k + 2``, edge pixels replicated (``ops/imresize.py`` documents the convention and
 checks it against the official LR files). Here those weights are fixed Python floats, applied height then width
 with element-wise multiply-adds on shifted slices of the replicate-padded input, and the ``s * s`` phases are placed
 by a pixel shuffle. That keeps the layer exportable (ONNX: Pad, Slice, Mul, Add, DepthToSpace; TorchScript traces
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_lightning.data.imresize import cubic_kernel
+from sr_lightning.ops.imresize import cubic_kernel
 
 #: taps k - 2 .. k + 2: the kernel's support [-2, 2] around u in (k - 0.5, k + 0.5)
 TAPS: tuple[int, ...] = (-2, -1, 0, 1, 2)
