@@ -7,13 +7,11 @@ EDBB branch keys the training form, whose branch set and expand width are read o
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 import torch
 
-from sr_lightning.archs.conv3x3_detect import conv3x3_config
+from sr_lightning.archs.conv3x3_detect import conv3x3_config, pixel_shuffle_trunk
 
 TARGET = "sr_lightning.archs.efdn.EFDN"
 
@@ -22,18 +20,17 @@ def config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None
     """The EFDN model config (Hydra ``_target_`` form) whose state dict has these keys' shapes, or None."""
     if not {"head.weight", "tail.weight", "blocks.0.esa.reduce.weight"} <= set(sd):
         return None
-    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
-    channels, in_channels = sd["head.weight"].shape[:2]
-    scale = math.isqrt(sd["tail.weight"].shape[0] // in_channels)
-    if scale < 1 or in_channels * scale**2 != sd["tail.weight"].shape[0]:
+    trunk = pixel_shuffle_trunk(sd)
+    if trunk is None:
         return None
+    num_blocks, channels, in_channels, scale = trunk
     cfg: dict[str, Any] = {
         "_target_": TARGET,
         "scale": scale,
         "in_channels": int(in_channels),
         "out_channels": int(in_channels),
         "channels": int(channels),
-        "num_blocks": len(blocks),
+        "num_blocks": num_blocks,
         "esa_channels": int(sd["blocks.0.esa.reduce.weight"].shape[0]),
         # the deploy form (a plain conv2.weight) gives None; the training form an EDBB of the branches present
         "conv3x3": conv3x3_config(sd, "blocks.0.conv2.", int(channels)),

@@ -5,34 +5,12 @@ The released files were saved from ``DataParallel``: every key starts with ``mod
 a training-form block (EDBB in ``conv3x3``) must be folded first.
 
 Both directions come from one list of (official module, our module) pairs per number of blocks, so they are inverse
-by construction; :func:`rename_modules` applies such a list (RFDN and PAN use it too).
+by construction; `sr_lightning.archs.keymap.rename_modules` applies such a list (as for RFDN and PAN).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
-import torch
-
-StateDict = dict[str, torch.Tensor]
-
-
-def rename_modules(
-    state_dict: StateDict, pairs: Iterable[tuple[str, str]], leaves: tuple[str, ...] = ("weight", "bias")
-) -> tuple[StateDict, list[str]]:
-    """``state_dict`` with each key ``<from>.<leaf>`` renamed ``<to>.<leaf>`` for the (from, to) module ``pairs``, in
-    the order of ``pairs`` (the official module order, so an export lists its keys as the official file does); and
-    the keys no pair names (the caller reports them)."""
-    table = {f"{a}.{leaf}": f"{b}.{leaf}" for a, b in pairs for leaf in leaves}
-    renamed = {new: state_dict[old] for old, new in table.items() if old in state_dict}
-    return renamed, [k for k in state_dict if k not in table]
-
-
-def block_count(state_dict: StateDict, pattern: str) -> int:
-    """How many distinct block numbers ``pattern`` (a regex with one group, matched at a key's start) captures. A gap
-    in the numbering leaves a block's keys unnamed by the pairs built for that count, so they are reported."""
-    return len({m.group(1) for k in state_dict if (m := re.match(pattern, k))})
+from sr_lightning.archs.keymap import StateDict, block_count, rename_modules
 
 
 def module_pairs(num_blocks: int) -> list[tuple[str, str]]:

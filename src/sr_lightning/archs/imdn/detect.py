@@ -7,13 +7,11 @@ the IMDB 3x3 convs show the form (a plain ``conv1.weight`` is the deploy form, b
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 import torch
 
-from sr_lightning.archs.conv3x3_detect import conv3x3_config
+from sr_lightning.archs.conv3x3_detect import conv3x3_config, pixel_shuffle_trunk
 
 TARGET = "sr_lightning.archs.imdn.IMDN"
 
@@ -31,19 +29,17 @@ def config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None
     """The IMDN model config (Hydra ``_target_`` form) whose state dict has these keys' shapes, or None."""
     if not {"head.weight", "tail.weight", "body_conv.weight", "blocks.0.cca.reduce.weight"} <= set(sd):
         return None
-    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
-    channels, in_channels = (int(n) for n in sd["head.weight"].shape[:2])
-    distilled = _out_channels(sd, "blocks.0.conv4.")
-    scale = math.isqrt(sd["tail.weight"].shape[0] // in_channels)
-    if distilled is None or scale < 1 or in_channels * scale**2 != sd["tail.weight"].shape[0]:
+    trunk, distilled = pixel_shuffle_trunk(sd), _out_channels(sd, "blocks.0.conv4.")
+    if trunk is None or distilled is None:
         return None
+    num_blocks, channels, in_channels, scale = trunk
     return {
         "_target_": TARGET,
         "scale": scale,
         "in_channels": in_channels,
         "out_channels": in_channels,
         "channels": channels,
-        "num_blocks": len(blocks),
+        "num_blocks": num_blocks,
         "distilled_channels": distilled,
         "cca_reduction": max(1, 4 * distilled // int(sd["blocks.0.cca.reduce.weight"].shape[0])),
         # the deploy form (a plain conv1.weight) gives None; the training form a block of the branches present

@@ -4,7 +4,7 @@ x4) <-> this package's keys. Both directions come from one list of module pairs
 
 from __future__ import annotations
 
-from sr_lightning.archs.imdn.convert import StateDict, block_count, rename_modules
+from sr_lightning.archs.keymap import StateDict, block_count, rename_modules
 
 #: official ``PAConv`` module names -> ours (`sr_lightning.archs.pan.network.PAConv`), in the official order
 PACONV_NAMES: tuple[tuple[str, str], ...] = (("k2", "gate"), ("k3", "conv"), ("k4", "out"))

@@ -4,7 +4,7 @@ directions come from one list of module pairs (`sr_lightning.archs.imdn.convert.
 
 from __future__ import annotations
 
-from sr_lightning.archs.imdn.convert import StateDict, block_count, rename_modules
+from sr_lightning.archs.keymap import StateDict, block_count, rename_modules
 
 #: official ESA module names -> ours (`sr_lightning.archs.esa.ESA`, the same map as EFDN's), in the official order
 ESA_NAMES: tuple[tuple[str, str], ...] = (

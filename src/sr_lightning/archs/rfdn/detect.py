@@ -7,13 +7,11 @@ show the form (a plain ``srb.0.weight`` is the deploy form, block branch keys th
 
 from __future__ import annotations
 
-import math
-import re
 from typing import Any
 
 import torch
 
-from sr_lightning.archs.conv3x3_detect import conv3x3_config
+from sr_lightning.archs.conv3x3_detect import conv3x3_config, pixel_shuffle_trunk
 
 TARGET = "sr_lightning.archs.rfdn.RFDN"
 
@@ -29,18 +27,17 @@ def config_from_state_dict(sd: dict[str, torch.Tensor]) -> dict[str, Any] | None
     }
     if not needed <= set(sd):
         return None
-    blocks = {int(m.group(1)) for k in sd if (m := re.match(r"blocks\.(\d+)\.", k))}
-    channels, in_channels = (int(n) for n in sd["head.weight"].shape[:2])
-    scale = math.isqrt(sd["tail.weight"].shape[0] // in_channels)
-    if scale < 1 or in_channels * scale**2 != sd["tail.weight"].shape[0]:
+    trunk = pixel_shuffle_trunk(sd)
+    if trunk is None:
         return None
+    num_blocks, channels, in_channels, scale = trunk
     return {
         "_target_": TARGET,
         "scale": scale,
         "in_channels": in_channels,
         "out_channels": in_channels,
         "channels": channels,
-        "num_blocks": len(blocks),
+        "num_blocks": num_blocks,
         "distilled_channels": int(sd["blocks.0.distill.0.weight"].shape[0]),
         "esa_channels": int(sd["blocks.0.esa.reduce.weight"].shape[0]),
         # the deploy form (a plain srb.0.weight) gives None; the training form a block of the branches present
