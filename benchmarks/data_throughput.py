@@ -21,10 +21,12 @@ the files (``lr=official``) or generated on the fly by MATLAB bicubic (``lr=gene
 Then the loader's samples/s beside what one GPU would consume (derived from the EFDN paper's RTX 3090 time).
 """
 
-# ruff: noqa: I001  (sr_lightning first: its import sets THP_MEM_ALLOC_ENABLE before torch allocates)
 from __future__ import annotations
 
-import sr_lightning  # noqa: F401
+from sr_lightning.process import set_process_defaults
+
+set_process_defaults()  # before torch is imported, as the entry points do (huge pages, thread defaults)
+
 import argparse
 import copy
 import gc
@@ -46,8 +48,8 @@ from torch.utils.data import default_collate
 from sr_lightning.config import compose_config
 from sr_lightning.data.datamodule import SRDataModule
 from sr_lightning.data.datasets import bicubic_lr
-from sr_lightning.ops.imresize import imresize
 from sr_lightning.data.io import load_image
+from sr_lightning.ops.imresize import imresize
 from sr_lightning.paths import shared_dir
 
 SIZE = (1356, 2040)  # (H, W): a DIV2K-like 2K image
@@ -270,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"torch {torch.__version__}, {os.cpu_count()} CPU(s), {torch.get_num_threads()} torch thread(s) in the "
             f"main process, 1 per worker; THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE')} (huge pages "
-            f"for torch's CPU tensors: set by `import sr_lightning`, first below); load average "
+            f"for torch's CPU tensors: set by `set_process_defaults()` as in the entry points); load average "
             f"{os.getloadavg()[0]:.1f} at start"
         )
         print(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from _rep_blocks import abs_terms, n_terms
-from _tolerance import assert_within, network_tolerance, two_evaluations
+from _tolerance import REFERENCE_TOLERANCE, assert_within, network_tolerance, two_evaluations
 from compose import compose_cfg
 from hydra.utils import instantiate
 from torch import nn
@@ -290,14 +290,6 @@ def benchmark_images(benchmark_dir) -> Callable[[str, int], list[dict]]:
         return cache[name, scale]
 
     return get
-
-
-# The reference numbers are rounded to 4 decimals (+-0.5e-4), and they come from another evaluation of the same float32
-# network (another device and conv algorithm): outputs that differ by float rounding flip the 8-bit quantisation of
-# the pixels within rounding of a half level, which moves a set's mean PSNR by ~1e-5 dB (here, between 1 and 2 threads
-# or float32 and float64 on one CPU: up to 6e-6 dB). A mean within that of a rounding boundary may round either way,
-# so the check allows the last digit to differ by one.
-REFERENCE_TOLERANCE = 1e-4
 
 
 @pytest.mark.slow

@@ -60,7 +60,7 @@ def test_training_and_deploy_form_files_without_metadata_are_detected_from_shape
     from sr_lightning.inference.detect import build_network
 
     config = detect_model(LEGACY / "efdn_weights.pth").config
-    net = load_model(LEGACY / "efdn_weights.pth")
+    net = load_model(LEGACY / "efdn_weights.pth", optimize=False)
     train_form = build_network(config)
     train_form.load_state_dict(torch.load(LEGACY / "efdn_weights.pth", weights_only=True)["state_dict"], strict=False)
     save_weights(train_form, tmp_path / "train.pth")
@@ -76,7 +76,7 @@ def test_training_and_deploy_form_files_without_metadata_are_detected_from_shape
     assert (found_deploy.config["channels"], found_deploy.config["num_blocks"]) == (8, 3)
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(load_model(tmp_path / "deploy.pth")(x), net(x), rtol=0, atol=0)
+        torch.testing.assert_close(load_model(tmp_path / "deploy.pth", optimize=False)(x), net(x), rtol=0, atol=0)
 
 
 def test_lightning_checkpoint_without_metadata_is_detected_from_shapes(tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _tolerance import REFERENCE_TOLERANCE
 
 from sr_lightning.archs.efdn import EFDN
 from sr_lightning.profiling import count_macs
@@ -90,8 +91,10 @@ def test_official_checkpoints_reproduce_reference(model, scale, chop, official_w
         row = report["sets"][name]
         assert row["lr_source"] == "official"
         assert row["images"] == {"Set5": 5, "Set14": 14}[name]
-        assert abs(row["psnr"] - psnr) < 0.01, (name, row)
-        assert abs(row["ssim"] - ssim) < 5e-4, (name, row)
+        # to 4 decimals (REFERENCE_TOLERANCE: a last digit may differ by one at a rounding boundary) through the
+        # default inference path, which `sr_lightning.test` scores: folds + channels_last (archs/optimize.py)
+        assert abs(row["psnr"] - psnr) <= REFERENCE_TOLERANCE, (name, row)
+        assert abs(row["ssim"] - ssim) <= REFERENCE_TOLERANCE, (name, row)
         assert row["psnr"] > row["bicubic_psnr"] + 2.0
         assert f"| {name} | x{scale} |" in proc.stdout  # the printed table
 

@@ -77,8 +77,11 @@ def test_onnx_fp16_export_runs_and_is_labelled(models, torch_psnr, benchmark_dir
     assert abs(fp16 - fp32) < 0.05, (fp16, fp32)  # docs/results.md "Exports" gives the measured difference
 
 
-def test_safetensors_export_describes_itself(models, benchmark_dir, tmp_path):
-    path = export_safetensors(models["fdiwn"], tmp_path / "fdiwn.safetensors")
+def test_safetensors_export_describes_itself(models, official_weights_dir, benchmark_dir, tmp_path):
+    """Weights files hold the deploy form (the inference form is refused: test_inference_folds.py); loaded back, the
+    file runs the default inference path bit for bit."""
+    deploy = load_model(official_weights_dir / NETS["fdiwn"], optimize=False)
+    path = export_safetensors(deploy, tmp_path / "fdiwn.safetensors")
     again = load_model(path)
     x = real_inputs(benchmark_dir)[1]
     with torch.no_grad():

@@ -72,7 +72,7 @@ def measure_costs(cfg: DictConfig, methods: list[Method]) -> dict[tuple[str, int
         options = {"runtime": bool(cfg.complexity.runtime)}
         if cfg.complexity.runtime:
             options.update(runs=int(cfg.complexity.runs), warmup=int(cfg.complexity.warmup))
-        costs[key] = measure_complexity(load_method_network(m), m.scale, **options)
+        costs[key] = measure_complexity(load_method_network(m, optimize=False), m.scale, **options)
     return costs
 
 

@@ -67,7 +67,7 @@ def export(cfg: DictConfig) -> Path:
         export_official(net, out)
         log.info("%s x%d in the official key layout: %s", detected.name, detected.scale, out)
         return out
-    net = load_model(cfg.weights, model, cfg.get("scale"))
+    net = load_model(cfg.weights, model, cfg.get("scale"), optimize=False)  # files hold the deploy form
     if not isinstance(net, torch.nn.Module) or isinstance(net, torch.jit.ScriptModule):
         raise ValueError(f"{cfg.weights} is already an export; export from a weights file or checkpoint")
     with atomic_path(out, fsync=True) as staged:  # checked under a hidden name, renamed only if it passes

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from sr_lightning.archs.forms import fit_state_dict
+from sr_lightning.archs.optimize import refuse_optimized
 from sr_lightning.formats import FORMAT_VERSION, WEIGHTS_KEY
 from sr_lightning.utils.atomic import atomic_open
 from sr_lightning.weights_file import FORMAT, WeightsFile, read_weights
@@ -98,6 +99,7 @@ def init_weights_from(net: nn.Module, source: WeightsSource) -> list[str]:
 
 def save_weights(net: nn.Module, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Save `net`'s weights (CPU tensors) with optional metadata (e.g. the model config) for `load_weights`."""
+    refuse_optimized(net, f"save_weights({path})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu() for k, v in net.state_dict().items()}

@@ -33,6 +33,8 @@ class Architecture:
         to_official: ours -> the official keys.
         training_options: the constructor options (over the detected ones, where those are null) that give the
             training form of a network detected in its deploy form (EFDN's EDBBs, say); its packaged config's.
+        inference_folds: folds a deploy-form network in place into its faster inference form (same function in
+            real arithmetic, other state-dict keys) and says what it folded; `sr_lightning.archs.optimize` calls it.
     """
 
     cls: type[nn.Module]
@@ -42,6 +44,7 @@ class Architecture:
     convert_official: Callable[[StateDict], StateDict] | None = None
     to_official: Callable[[StateDict], StateDict] | None = None
     training_options: Mapping[str, Any] = field(default_factory=dict)
+    inference_folds: Callable[[nn.Module], dict[str, int]] | None = None
 
     @property
     def name(self) -> str:

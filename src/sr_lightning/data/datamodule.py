@@ -212,6 +212,8 @@ class SRDataModule(L.LightningDataModule):
     def _loader(
         self, dataset: Dataset, batch_size: int, cls: type[DataLoader] = DataLoader, **kwargs: object
     ) -> DataLoader:
+        # Workers run one intra-op thread: torch's worker loop calls torch.set_num_threads(1) before any work (and
+        # before a worker_init_fn), so no worker starts an OpenMP pool of its own (tests/test_threads.py).
         return cls(
             dataset,
             batch_size=batch_size,

@@ -12,6 +12,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from sr_lightning.archs.forms import to_deploy_form
+from sr_lightning.archs.optimize import optimize_for_inference
 from sr_lightning.data.benchmark import BenchmarkDataset
 from sr_lightning.evaluation.entries import Method, TestSet
 from sr_lightning.inference.loading import network_of
@@ -31,10 +32,11 @@ class MethodResult:
     is_global_zero: bool = True
 
 
-def load_method_network(method: Method) -> nn.Module:
-    """The method's network with its weights, in the deploy form (what is scored and what is deployed)."""
+def load_method_network(method: Method, optimize: bool = True) -> nn.Module:
+    """The method's network with its weights: the default inference path (`optimize_for_inference`: what is deployed,
+    same scores) or, ``optimize=False``, the deploy form (what the complexity counts describe)."""
     net = network_of(method.detected)
-    folded = to_deploy_form(net)
+    folded = optimize_for_inference(net) if optimize else to_deploy_form(net)
     log.info("%s: %s (%s), x%d, folded %s", method.column, method.weights, method.detected.kind, method.scale, folded)
     return net
 

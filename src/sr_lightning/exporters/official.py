@@ -14,11 +14,13 @@ from torch import nn
 
 from sr_lightning.archs.catalog import architecture_of
 from sr_lightning.archs.forms import reparameterize_model
+from sr_lightning.archs.optimize import refuse_optimized
 from sr_lightning.utils.atomic import atomic_open
 
 
 def export_official(net: nn.Module, path: str | Path) -> Path:
     """Save `net` (as loaded, not folded) in its network's official layout (``to_official``) as a plain state dict."""
+    refuse_optimized(net, f"export_official({path})")
     arch = architecture_of(net)
     to_official = arch.to_official if arch is not None else None
     if to_official is None:

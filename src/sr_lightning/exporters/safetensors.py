@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from sr_lightning.archs.optimize import refuse_optimized
 from sr_lightning.exporters import META_KEY, export_meta
 from sr_lightning.exporters.onnx import require
 from sr_lightning.formats import FORMAT_VERSION
@@ -16,6 +17,7 @@ from sr_lightning.utils.atomic import atomic_path
 
 def export_safetensors(net: nn.Module, path: str | Path) -> Path:
     """Write `net`'s state dict (contiguous CPU tensors) and its metadata."""
+    refuse_optimized(net, f"export_safetensors({path})")
     require("safetensors")
     from safetensors.torch import save_file
 

@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from sr_lightning.archs.forms import to_deploy_form
+from sr_lightning.archs.optimize import optimize_for_inference
 from sr_lightning.inference.detect import Detected, build_network, detect_model
 from sr_lightning.weights import load_weights
 from sr_lightning.weights_file import read_weights
@@ -39,6 +40,7 @@ def load_model(
     model: Mapping[str, Any] | None = None,
     scale: int | None = None,
     backend: str | None = None,
+    optimize: bool = True,
 ) -> Any:
     """A ready-to-run network for `weights`: eval mode, no gradients, deploy form (re-parameterizable blocks and
     weight norm folded), on CPU, float32; `.scale` and `.min_input_size` tell how to call it.
@@ -48,6 +50,10 @@ def load_model(
     with the same call convention). Exports are programs: only their own extension or ``backend="onnx"`` /
     ``"torchscript"`` runs one; under a weights name they are refused. `model` (a model config) and `scale` are
     optional overrides that must agree with the file.
+
+    `optimize` (default): the network in its inference form (`archs.optimize.optimize_for_inference`: exact folds,
+    channels_last; same outputs up to float rounding, other state-dict keys); False: the plain deploy form, whose
+    state dict is the deploy keys (what files are written from).
     """
     from sr_lightning.inference.backends import load_backend
 
@@ -57,7 +63,7 @@ def load_model(
             raise ValueError(f"scale={scale} contradicts {weights}, an x{program.scale} export")
         return program
     net, detected = load_network(weights, model, scale)
-    folded = to_deploy_form(net)
+    folded = optimize_for_inference(net) if optimize else to_deploy_form(net)
     log.info("%s: %s x%d (from its %s), folded %s", weights, detected.name, detected.scale, detected.source, folded)
     net.sr_meta = {"model": detected.config, "scale": detected.scale}  # what exporters write into their files
     return net.eval().requires_grad_(False)

@@ -1,5 +1,13 @@
 """The `upscale` loop over planned jobs: inputs decoded in `io_threads` threads ahead of the network, outputs
-encoded in as many threads behind it, a progress bar of images/s.
+encoded in as many threads behind it, a progress bar of images/s. Everything is set up once per run (the network by
+`sr_lightning.upscale.make_runner`, the thread pools here); each image costs a decode, a forward pass and an encode.
+
+Where the encoders run: beside the network when it runs on a GPU. On the CPU the network's intra-op threads take
+every core (torch's default), and an encoder beside them slows it by more than the encoder's own time: its threads
+meet at each operation and wait there for the one whose core the encoder took. There the outputs are handed to the
+encoders ``2 * io_threads`` at a time, and the network waits while they are encoded, one per encoder thread
+(EFDN x4 on Set14, 2 cores: 0.70 of the bare network's images/s, against 0.58 with each output encoded beside the
+network; benchmarks/upscale_speed.py).
 
 Memory stays bounded however many images a run has: at most ``2 * io_threads`` decodes wait ahead of the network,
 and the network waits while ``2 * io_threads`` outputs wait to be encoded. Before each image, its output buffers
@@ -110,15 +118,24 @@ def _upscale(job: Job, picture: Picture, runner: Any, settings: Settings) -> np.
     return result
 
 
+def shares_cores(runner: Any) -> bool:
+    """True when the network runs on the CPU, whose cores the encoders would take from it (an ONNX session counts
+    as the CPU: its inputs and outputs are host arrays)."""
+    return getattr(getattr(runner, "device", None), "type", "cpu") == "cpu"
+
+
 def run_pipeline(jobs: list[Job], runner: Any, settings: Settings) -> float:
-    """Upscale every pending job (decode -> network -> encode, overlapped); returns the loop's wall seconds."""
+    """Upscale every pending job (decode -> network -> encode, overlapped; the encoders in batches while the
+    network waits where it `shares_cores`, see the module docstring); returns the loop's wall seconds."""
     todo = [job for job in jobs if job.pending]
     threads = max(int(settings.io_threads), 1)
     limit = 2 * threads
+    batches = shares_cores(runner)
     began = time.perf_counter()
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="img", desc="upscale", dynamic_ncols=True)
     writes: list[tuple[Job, Future]] = []
     waiting: set[Future] = set()
+    held: list[tuple[Job, tuple[Any, ...]]] = []  # outputs not yet handed to the encoders
     with ThreadPoolExecutor(threads) as decoder, ThreadPoolExecutor(threads) as encoder:
         decodes: deque[tuple[Job, Future]] = deque()
         feed = iter(todo)
@@ -126,6 +143,13 @@ def run_pipeline(jobs: list[Job], runner: Any, settings: Settings) -> float:
         def refill() -> None:  # keep a few decodes ahead of the network
             while len(decodes) < limit and (job := next(feed, None)) is not None:
                 decodes.append((job, decoder.submit(read_picture, job.source)))
+
+        def hand_over() -> None:  # the held outputs to the encoders (the encoders' references are their last)
+            for job, args in held:
+                write = encoder.submit(write_picture, *args)
+                waiting.add(write)
+                writes.append((job, write))
+            held.clear()
 
         refill()
         while decodes:
@@ -136,13 +160,16 @@ def run_pipeline(jobs: list[Job], runner: Any, settings: Settings) -> float:
                 _wait_for_room(waiting, limit)
                 result = _upscale(job, picture, runner, settings)
                 quality, icc = int(settings.jpeg_quality), picture.icc_profile
-                write = encoder.submit(write_picture, job.target, result, job.format, quality, icc)
-                del result  # the encoder's reference is the last: the output is freed once written
-                waiting.add(write)
-                writes.append((job, write))
+                held.append((job, (job.target, result, job.format, quality, icc)))
+                del result
             except Exception as err:  # a bad file must not stop the others
                 job.fail(err)
+            if not batches or len(held) >= limit:
+                hand_over()
+                if batches:
+                    _wait_for_room(waiting, 1)  # the whole batch encoded before the network goes on
             bar.update()
+        hand_over()
         bar.close()
         for job, write in writes:
             try:

@@ -3,7 +3,9 @@
 Precision: float32 is the default everywhere and the only choice on CPU. On a GPU, ``precision="fp16"`` or
 ``"bf16"`` converts the network to that dtype (opt-in: outputs differ from the float32 ones, docs/deploy.md "Upscale").
 ``channels_last`` stores weights and inputs NHWC (same values; faster for some networks on some CPUs, see
-benchmarks/inference_speed.py). ``compile=True`` runs `torch.compile` (dynamic shapes; first call slow).
+benchmarks/inference_speed.py). A network that comes in channels_last already (as `load_model` may give it) is fed
+NHWC inputs without being asked: the input layout follows the weights' (`input_memory_format`), chosen once.
+``compile=True`` runs `torch.compile` (dynamic shapes; first call slow).
 """
 
 from __future__ import annotations
@@ -14,6 +16,21 @@ import torch
 from torch import nn
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def input_memory_format(net: nn.Module) -> torch.memory_format:
+    """The layout to feed `net`: ``net.sr_memory_format`` when the network says, else channels_last when its first
+    4-D weight whose layout is unambiguous (not 1x1, not one input channel) is stored NHWC, else NCHW."""
+    said = getattr(net, "sr_memory_format", None)
+    if isinstance(said, torch.memory_format):
+        return said
+    for param in net.parameters():
+        if param.dim() != 4:
+            continue
+        nchw, nhwc = param.is_contiguous(), param.is_contiguous(memory_format=torch.channels_last)
+        if nchw != nhwc:
+            return torch.channels_last if nhwc else torch.contiguous_format
+    return torch.contiguous_format
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -54,14 +71,14 @@ class Runner:
         self.module = net.eval().to(self.device, self.dtype)
         if self.channels_last:
             self.module = self.module.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if self.channels_last else input_memory_format(self.module)
         self._call: Any = torch.compile(self.module, dynamic=True) if compile else self.module
-        parts = [precision, "channels_last" if channels_last else "", "compiled" if compile else ""]
+        nhwc = self.memory_format == torch.channels_last
+        parts = [precision, "channels_last" if nhwc else "", "compiled" if compile else ""]
         name = getattr(net, "original_name", type(net).__name__)  # a ScriptModule's class name
         self.label = f"{name} x{self.scale} on {self.device.type} ({', '.join(p for p in parts if p)})"
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, self.dtype)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
         return self._call(x).float()

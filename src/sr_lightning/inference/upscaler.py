@@ -89,13 +89,14 @@ def _to_chw(arr: np.ndarray) -> torch.Tensor:
     return to_float(np.ascontiguousarray(arr)).permute(2, 0, 1)
 
 
-def _from_float(img: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    """(C,H,W) or (H,W) float [0, 1] -> array of `dtype` (uint8 / uint16 quantised, float kept)."""
+def _hwc(img: torch.Tensor, dtype: np.dtype) -> np.ndarray:
+    """(C,H,W) float [0, 1] -> a C-contiguous HxWxC array of `dtype` (uint8 / uint16 quantised, float kept): the
+    layout image writers take without another copy."""
     if dtype == np.uint8:
-        return quantize(img, PEAK).to(torch.uint8).numpy()
+        return quantize(img, PEAK).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     if dtype == np.uint16:
-        return quantize(img, PEAK16).to(torch.int32).numpy().astype(np.uint16)
-    return img.numpy().astype(np.float32)
+        return quantize(img, PEAK16).to(torch.int32).permute(1, 2, 0).contiguous().numpy().astype(np.uint16)
+    return img.permute(1, 2, 0).contiguous().numpy().astype(np.float32)
 
 
 def upscale_alpha(alpha: torch.Tensor, scale: int) -> torch.Tensor:
@@ -135,5 +136,5 @@ def upscale_image(
     if alpha is not None:
         scale = sr.shape[-1] // rgb.shape[-1]
         out = torch.cat([out, upscale_alpha(_to_chw(alpha[..., None])[0], scale)[None]])
-    result = _from_float(out, arr.dtype).transpose(1, 2, 0)
+    result = _hwc(out, arr.dtype)
     return result[..., 0] if image.ndim == 2 else result

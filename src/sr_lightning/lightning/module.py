@@ -16,7 +16,12 @@ from sr_lightning.formats import CHECKPOINT_KEY, FORMAT_VERSION, upgrade_checkpo
 from sr_lightning.inference.chop import forward_chop
 from sr_lightning.inference.ensemble import self_ensemble
 from sr_lightning.lightning.samples import log_samples
-from sr_lightning.lightning.state import collect_rng_states, logged_wandb_run_id, restore_rng_states
+from sr_lightning.lightning.state import (
+    collect_rng_states,
+    logged_wandb_run_id,
+    restore_intra_op_threads,
+    restore_rng_states,
+)
 from sr_lightning.lightning.test_loop import TestLoopMixin
 from sr_lightning.metrics import PSNRY, SSIMY
 
@@ -46,7 +51,8 @@ class SRModule(TestLoopMixin):
     Evaluation (validation, the test loop) always runs in float32 with autocast off, whatever the trainer's
     precision: reported numbers never depend on mixed-precision training. Checkpoints record the network form, and
     one of either form loads into a network of either form (a training-form checkpoint is folded through a copy of
-    the network as it was built). They also hold the global RNG states and the W&B run id, for exact resumes.
+    the network as it was built). They also hold the global RNG states, the intra-op thread count (``sr_threads``: a
+    resumed fit uses it again unless ``OMP_NUM_THREADS`` is set) and the W&B run id, for exact resumes.
     """
 
     def __init__(
@@ -105,11 +111,12 @@ class SRModule(TestLoopMixin):
     def _chopped(self, lr: torch.Tensor) -> torch.Tensor:
         return forward_chop(self.net, lr, self.scale, self.chop_shave, self.chop_min_size)
 
-    # -- checkpoints: network form, RNG states, W&B run -------------------------------------------------------
+    # -- checkpoints: network form, RNG states, thread count, W&B run ---------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sr_form"] = network_form(self.net)  # "train" (re-parameterizable blocks) or "deploy"
         checkpoint[CHECKPOINT_KEY] = FORMAT_VERSION  # key names of this version (sr_lightning.formats)
         checkpoint["sr_rng"] = collect_rng_states()
+        checkpoint["sr_threads"] = torch.get_num_threads()  # CPU reductions split by thread: part of an exact resume
         checkpoint["sr_meta"] = self.meta
         run_id = logged_wandb_run_id(self.loggers) if self._trainer is not None else None
         if run_id:
@@ -118,8 +125,11 @@ class SRModule(TestLoopMixin):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Called before the state dict is loaded: bring the network and the checkpoint to the same form.
         self.match_checkpoint_form(checkpoint)
-        if "sr_rng" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
-            restore_rng_states(checkpoint["sr_rng"])
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            if "sr_rng" in checkpoint:
+                restore_rng_states(checkpoint["sr_rng"])
+            if "sr_threads" in checkpoint:
+                restore_intra_op_threads(checkpoint["sr_threads"])
 
     def match_checkpoint_form(self, checkpoint: dict[str, Any]) -> None:
         """Fold the network for a deploy-form checkpoint, or fold a training-form checkpoint (its `state_dict` and

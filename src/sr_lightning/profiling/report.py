@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from sr_lightning.archs.forms import (
     training_form,
     weight_normed_convs,
 )
+from sr_lightning.archs.model_config import build_network
+from sr_lightning.archs.optimize import is_optimized, optimize_for_inference
 from sr_lightning.profiling.counts import HR_720P, count_convs, lr_size_for, macs_of, size_pair
 from sr_lightning.profiling.memory import peak_memory, tensor_peak_bytes
 from sr_lightning.profiling.table import format_complexity_table
@@ -78,9 +81,16 @@ def measure_complexity(
     ``net`` may be given in either form; ``form="deploy"`` measures its folded copy, ``form="train"`` its training
     form (see :func:`training_form`; ``train_net`` supplies it when ``net`` is already folded). ``net`` itself is
     never modified. Counts run on meta-device copies; ``runtime=False`` skips memory and runtime (their keys None).
+
+    The counts are the network's as the papers define it (deploy / training form). Where the inference-time folds
+    (`archs.optimize.optimize_for_inference`) change them, ``params_inference`` and ``macs_720p_inference`` give the
+    folded network's (else None); the runtime is that of the default inference path (the folded network).
     """
     if form not in FORMS:
         raise ValueError(f"form must be one of {FORMS}, got {form!r}")
+    optimized = net if is_optimized(net) else None
+    if optimized is not None:  # counts do not depend on weights: the deploy form rebuilt from its model config
+        net = _deploy_of(optimized)
     train, source = training_form(net, train_net)
     deploy = net
     if has_training_form(net):
@@ -114,9 +124,27 @@ def measure_complexity(
         **dict.fromkeys(RUNTIME_KEYS),
         "notes": _notes(form, blocks, source),
     }
+    inference = optimized if optimized is not None else copy.deepcopy(deploy)
+    optimize_for_inference(inference)
+    folded = (count_parameters(inference), count_convs(inference, lr_size_for(hr, scale), in_channels).macs)
+    changed = folded != (report["params_deploy"], counts_720p.macs)
+    report.update(dict(zip(("params_inference", "macs_720p_inference"), folded if changed else (None, None))))
     if runtime:
-        report.update(_measure_runtime(measured, lr, device, warmup, runs, seed, in_channels))
+        timed = measured if form == "train" else inference
+        report.update(_measure_runtime(timed, lr, device, warmup, runs, seed, in_channels))
     return report
+
+
+def _deploy_of(optimized: nn.Module) -> nn.Module:
+    """The deploy form (unloaded) of a network `optimize_for_inference` rewrote, from the model config `load_model`
+    attaches (``sr_meta``)."""
+    config = (getattr(optimized, "sr_meta", None) or {}).get("model")
+    if not isinstance(config, Mapping):
+        raise ValueError("an optimized network without its model config: count the deploy form (optimize=False)")
+    deploy = build_network(config)
+    to_deploy_form(deploy)
+    deploy.sr_meta = optimized.sr_meta
+    return deploy
 
 
 def _without_weight_norm(train: nn.Module, *counts: Any) -> dict[str, Any]:

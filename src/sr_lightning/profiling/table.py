@@ -77,6 +77,8 @@ def format_complexity_table(reports: list[Report]) -> str:
         (f"MACs (papers: {hr} output)", lambda r: _giga(r["macs_720p"])),
         (f"MACs without weight-normalised convs (papers: {hr} output)",
          lambda r: _giga(r["macs_720p_excluding_weight_norm"])),
+        ("Parameters, inference form (exact folds; - where unchanged)", lambda r: _count(r.get("params_inference"))),
+        (f"MACs, inference form (exact folds; {hr} output)", lambda r: _giga(r.get("macs_720p_inference"))),
         (_memory_label(reports, lr), lambda r: _mib(r.get("peak_memory_bytes"))),
         (f"Peak memory, live tensors only (weights + input + op outputs, {lr} LR)",
          lambda r: _mib(r.get("peak_memory_tensors_bytes"))),
@@ -105,4 +107,7 @@ def _notes(reports: list[Report], heads: list[str]) -> list[str]:
     notes += [f"peak memory: {m}" for m in sorted(memory)]
     inputs = {r["runtime_input"] for r in reports if r.get("runtime_input")}
     notes += [f"runtime input: {i}" for i in sorted(inputs)]
+    if any(r.get("runtime_ms_mean") is not None and r["form"] == "deploy" for r in reports):
+        notes.append("runtime of a deploy-form column: the default inference path (archs/optimize.py: the exact "
+                     "folds, the inference-form rows)")  # fmt: skip
     return notes

@@ -10,6 +10,7 @@ import lightning as L
 from omegaconf import DictConfig
 
 from sr_lightning.archs.forms import network_form, to_deploy_form
+from sr_lightning.archs.optimize import optimize_for_inference
 from sr_lightning.lightning.trainer import build
 from sr_lightning.tasks.complexity import measure_counts, write_complexity
 from sr_lightning.utils.report import NothingEvaluatedError, report, unevaluated_sets
@@ -31,6 +32,8 @@ def evaluate_weights(cfg: DictConfig) -> dict[str, dict]:
     n_params = count_parameters(module.net)  # as loaded (the papers' counts), before folding
     n_params_form = network_form(module.net)
     folded = to_deploy_form(module.net)  # evaluate what is deployed (same outputs, faster)
+    counts = measure_counts(module.net, int(cfg.scale), train_net=train_form)  # the papers' network, not the folds
+    folded.update(optimize_for_inference(module.net))
     log.info("loaded %s (%s); folded for inference: %s", cfg.weights, kind, folded)
     trainer.test(module, datamodule=datamodule)
     results = module.test_results
@@ -42,7 +45,7 @@ def evaluate_weights(cfg: DictConfig) -> dict[str, dict]:
         )
     if trainer.is_global_zero:  # under DDP every rank holds the synchronised results; rank 0 reports
         _report(cfg, datamodule, module, results, kind, (n_params, n_params_form))
-        write_complexity(measure_counts(module.net, int(cfg.scale), train_net=train_form), cfg.paths.output_dir)
+        write_complexity(counts, cfg.paths.output_dir)
     return results
 
 

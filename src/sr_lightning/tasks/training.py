@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sr_lightning.archs.forms import network_form, to_deploy_form
+from sr_lightning.archs.optimize import optimize_for_inference
 from sr_lightning.lightning.callbacks.preemption import preemption_exit_code
 from sr_lightning.lightning.trainer import build
 from sr_lightning.tasks.complexity import measure_counts, write_complexity
@@ -147,6 +148,7 @@ def test_and_report(cfg: DictConfig, run: TrainingRun, best: str) -> dict[str, d
     if not run.datamodule.test_set_names:
         log.warning("test=true but there are no test sets (paths.benchmark_dir missing?): no test loop")
         return {}
+    optimize_for_inference(run.module.net)  # the final weights are written: test the inference form
     run.trainer.test(run.module, datamodule=run.datamodule)
     results = run.module.test_results
     if run.trainer.is_global_zero:

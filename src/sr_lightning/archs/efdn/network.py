@@ -49,6 +49,23 @@ class EFDB(nn.Module):
         return self.esa(self.fuse(torch.cat(distilled, dim=1))) + x
 
 
+class PairConv(nn.Module):
+    """A 1x1 conv of the concatenation ``[a, b]`` written as ``first(a) + second(b)`` (no concatenation copy): the
+    inference form of the block fusions H_j (fast.py builds it; `fuse_pair` calls either form)."""
+
+    def __init__(self, first: nn.Conv2d, second: nn.Conv2d) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.first(a).add_(self.second(b))
+
+
+def fuse_pair(fuse: nn.Module, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """H[a, b]: ``fuse`` (a 1x1 conv) of the channel concatenation, or a `PairConv` of the pair."""
+    return fuse(a, b) if isinstance(fuse, PairConv) else fuse(torch.cat([a, b], dim=1))
+
+
 class EFDN(nn.Module):
     """EFDN with the official hyper-parameters as defaults (x4: 276,192 parameters).
 
@@ -95,9 +112,9 @@ class EFDN(nn.Module):
         feat = shallow
         for k, block in enumerate(self.blocks):
             if k >= 2:
-                feat = self.fuse[k - 2](torch.cat([outs[k - 2], outs[k - 1]], dim=1))
+                feat = fuse_pair(self.fuse[k - 2], outs[k - 2], outs[k - 1])
             outs.append(block(feat))
             feat = outs[-1]
-        body = self.fuse[-1](torch.cat([outs[1], outs[-1]], dim=1)) + shallow
+        body = fuse_pair(self.fuse[-1], outs[1], outs[-1]) + shallow
         # The official forward clamps to [0, 1] here; intentionally left out (see the module docstring).
         return self.upsample(self.tail(body))

@@ -8,6 +8,7 @@ wdib (WDIB), fswg (FSWG), network (FDIWN), detect (options from a state dict), c
 from sr_lightning.archs.architecture import Architecture
 from sr_lightning.archs.fdiwn.convert import convert_official, to_official
 from sr_lightning.archs.fdiwn.detect import TARGET, config_from_state_dict
+from sr_lightning.archs.fdiwn.fast import fold_fdiwn
 from sr_lightning.archs.fdiwn.network import FDIWN, PRESETS, default_schedule
 
 # The training form is the constructor's (weight-normalised convs): no option to add.
@@ -17,6 +18,7 @@ ARCHITECTURE = Architecture(
     config_from_state_dict=config_from_state_dict,
     convert_official=convert_official,
     to_official=to_official,
+    inference_folds=fold_fdiwn,
 )
 
 __all__ = ["ARCHITECTURE", "FDIWN", "PRESETS", "default_schedule"]
