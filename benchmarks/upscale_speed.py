@@ -62,14 +62,15 @@ def decoded(paths: list[Path], fmt: torch.memory_format) -> list[torch.Tensor]:
 
 
 def cpu_seconds() -> tuple[float, float]:
-    """(CPU seconds all processes have used, CPU seconds of this process) so far; all: NaN off Linux."""
+    """(CPU seconds all processes have used, CPU seconds of this process and its finished children) so far; all:
+    NaN off Linux."""
     try:
         fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
         busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError):
         busy = float("nan")
     times = os.times()
-    return busy, times.user + times.system
+    return busy, times.user + times.system + times.children_user + times.children_system
 
 
 class Others:
@@ -198,12 +199,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         results["startup_to_first_image_s"] = statistics.median(first)
         print(f"\nstart-up to the first 128x128 image: {' '.join(f'{t:.3f}' for t in first)} s")
         print(f"start-up to exit:                    {' '.join(f'{t:.3f}' for t in done)} s")
-        print(f"(others: {others.cores:.2f} cores busy, the timed commands' own CPU included)")
+        print(f"(others: {others.cores:.2f} cores kept busy by other processes)")
         print(f"startup_to_first_image_s={statistics.median(first):.3f}")
         print(f"startup_to_exit_s={statistics.median(done):.3f}")
     print(f"load average {load()}")
     for key in (f"{name}/upscale_vs_bare" for name, *_ in rows):
-        print(f"{key}={results[key]:.2f}" + ("" if results[key] >= TARGET else f" (target {TARGET})"))
+        print(f"{key}={results[key]:.3f}" + ("" if results[key] >= TARGET else f" (target {TARGET})"))
     return results
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from sr_lightning.inference import pipeline
-from sr_lightning.inference.images import PNG_COMPRESS_LEVEL, write_picture
+from sr_lightning.inference.images import PNG_OPTIONS, write_picture
 from sr_lightning.inference.plan import Job
 from sr_lightning.inference.runner import Runner, input_memory_format
 from sr_lightning.inference.upscaler import upscale_image
@@ -32,13 +32,16 @@ def _pixels(shape: tuple[int, ...], dtype: type = np.uint8, seed: int = 0) -> np
     ids=["rgb", "rgba", "gray", "gray+alpha", "gray16"],
 )
 def test_png_outputs_read_back_exactly(array, tmp_path):
-    """PNG is lossless at every zlib level: what `write_picture` writes at `PNG_COMPRESS_LEVEL` decodes to the
-    array it was given, as Pillow's default level would."""
-    assert 0 <= PNG_COMPRESS_LEVEL <= 9
+    """PNG is lossless whatever the zlib settings: what `write_picture` writes with `PNG_OPTIONS` decodes to the
+    array it was given, as Pillow's defaults would."""
     path = tmp_path / "out.png"
     assert write_picture(path, array, "PNG") == []
     with Image.open(path) as im:
         back = np.asarray(im)
+    expected, default = tmp_path / "expected.png", tmp_path / "default.png"
+    Image.fromarray(array).save(expected, **PNG_OPTIONS)
+    Image.fromarray(array).save(default)
+    assert path.read_bytes() == expected.read_bytes() != default.read_bytes()  # the options reached the encoder
     assert back.dtype == array.dtype or array.dtype == np.uint16  # 16-bit gray reads back as mode I;16
     np.testing.assert_array_equal(back.astype(array.dtype), array)
 

@@ -12,9 +12,9 @@ those that killed runs left in its output folders.
 An input that is missing, unreadable, animated or too large for memory is reported by name and skipped, the others
 go on; what an output cannot keep (16-bit colour, an ICC profile) is a warning. Decoding and encoding run in threads
 (beside a GPU network; on the CPU, outputs are encoded in batches while the network waits:
-`sr_lightning.inference.pipeline`); PNG outputs use zlib level 1 (`images.PNG_COMPRESS_LEVEL`); a progress bar shows
-images/s. `upscale.json` in the run directory lists every input's outcome. Exits 1 if any input failed or the run
-was refused.
+`sr_lightning.inference.pipeline`); PNG outputs use zlib's fast Z_RLE strategy (`images.PNG_OPTIONS`); a progress
+bar shows images/s. `upscale.json` in the run directory lists every input's outcome. Exits 1 if any input failed or
+the run was refused.
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@ encoded in as many threads behind it, a progress bar of images/s. Everything is 
 `sr_lightning.upscale.make_runner`, the thread pools here); each image costs a decode, a forward pass and an encode.
 
 Where the encoders run: beside the network when it runs on a GPU. On the CPU the network's intra-op threads take
-every core (torch's default), and an encoder beside them slows it by more than the encoder's own time: its threads
-meet at each operation and wait there for the one whose core the encoder took. There the outputs are handed to the
-encoders ``2 * io_threads`` at a time, and the network waits while they are encoded, one per encoder thread
-(EFDN x4 on Set14, 2 cores: 0.70 of the bare network's images/s, against 0.58 with each output encoded beside the
-network; benchmarks/upscale_speed.py).
+every core (one per core by default), and an encoder beside them slows it by more than the encoder's own time: its
+threads meet at each operation and wait there for the one whose core the encoder took. There the outputs are handed
+to the encoders ``2 * io_threads`` at a time, and the network waits while they are encoded, one per encoder thread.
+Set14 x4 on this 2-core CPU, the two schedules interleaved in one process: EFDN 30.5 images/s in batches against
+22.8 with each output encoded beside the network (bare forward passes: 39.7, benchmarks/upscale_speed.py); FDIWN
+3.84 against 3.63.
 
 Memory stays bounded however many images a run has: at most ``2 * io_threads`` decodes wait ahead of the network,
 and the network waits while ``2 * io_threads`` outputs wait to be encoded. Before each image, its output buffers
